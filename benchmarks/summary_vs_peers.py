@@ -1,0 +1,155 @@
+"""modelviz summary against torchinfo and torchsummary, in one process, on the same models.
+
+Prints each tool's time as a ratio to a bare ``torch.no_grad()`` forward pass of the same model
+and input (lower is better; 1.00 would be free), then modelviz's meta-device figures for the
+Llama-style 7B and 70B sample models. Run from the repository root:
+
+    .venv/bin/python benchmarks/summary_vs_peers.py [--repeat 15] [--models resnet50,vgg16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchinfo
+import torchvision
+from torchsummary import summary as torchsummary
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modelviz import engine  # noqa: E402
+from modelviz.layer_table import Summary  # noqa: E402
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds of each candidate, run in turn so that drift hits them all alike.
+
+    A candidate that raises (torchsummary on models it cannot handle) is reported as NaN.
+    """
+    failed = set()
+    for name, run in candidates.items():  # warm-up: allocator, caches, lazy imports
+        try:
+            run()
+            run()
+        except Exception:
+            failed.add(name)
+    candidates = {k: v for k, v in candidates.items() if k not in failed}
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeat):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    return result | dict.fromkeys(failed, float("nan"))
+
+
+def bench_model(name: str, repeat: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name).eval()
+    x = torch.randn(1, 3, 224, 224)
+
+    def bare() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def modelviz() -> None:
+        trace = engine.run(model, (x,))
+        Summary(name, trace, inputs=[]).totals  # noqa: B018 - the totals are part of the work
+
+    def with_torchinfo() -> None:
+        torchinfo.summary(model, input_data=x, verbose=0)
+
+    # torchsummary leaves its hooks on the model when it fails, so it gets a copy of its own.
+    summary_copy = copy.deepcopy(model)
+
+    def with_torchsummary() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            torchsummary(summary_copy, (3, 224, 224), device="cpu")  # it runs a batch of 2
+
+    return interleaved({"bare forward": bare, "modelviz": modelviz, "torchinfo": with_torchinfo,
+                        "torchsummary": with_torchsummary}, repeat)
+
+
+META = """
+import json, resource, sys, time
+
+def peak_rss():
+    # VmHWM starts afresh at exec; ru_maxrss would carry the forking parent's size over.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+from modelviz import api
+start = time.perf_counter()
+summary = api.summary(sys.argv[1], sys.argv[2], device="meta")
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "params": summary.totals.params,
+                  "flops": summary.totals.flops,
+                  "peak_rss": peak_rss()}))
+"""
+
+
+def bench_meta(spec: str, size: str) -> dict[str, float]:
+    """In a fresh process, so that the peak memory is this summary's alone (torch included)."""
+    proc = subprocess.run([sys.executable, "-c", META, spec, size], capture_output=True,
+                          text=True, cwd=ROOT, check=True)
+    result: dict[str, float] = json.loads(proc.stdout)
+    return result
+
+
+def ratio(seconds: float, base: float) -> str:
+    return "fails" if math.isnan(seconds) else f"{seconds / base:.2f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--models", default="resnet50,vgg16,mobilenet_v2,vit_b_16")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"{torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}; "
+          f"median of {args.repeat} interleaved runs, batch 1, 3x224x224, CPU\n")
+    print(f"| {'model':<14} | {'bare forward':>12} | {'modelviz':>9} | {'torchinfo':>9} | "
+          f"{'torchsummary*':>13} |")
+    print(f"| {'-' * 14} | {'-' * 12}:| {'-' * 9}:| {'-' * 9}:| {'-' * 13}:|")
+    for name in args.models.split(","):
+        times = bench_model(name, args.repeat)
+        base = times["bare forward"]
+        ratios = [ratio(times[k], base) for k in ("modelviz", "torchinfo", "torchsummary")]
+        print(f"| {name:<14} | {base * 1e3:>9.1f} ms | {ratios[0]:>9} | {ratios[1]:>9} | "
+              f"{ratios[2]:>13} |", flush=True)
+    print("\n* torchsummary always runs a batch of 2; 'fails': it raised on that model.\n")
+    print("modelviz on the meta device (whole summary, fresh process, torch import included):\n")
+    print(f"| {'model':<29} | {'tokens':>6} | {'params':>14} | {'FLOPs':>18} | {'time':>7} | "
+          f"{'peak RSS':>9} |")
+    print(f"| {'-' * 29} | {'-' * 6}:| {'-' * 14}:| {'-' * 18}:| {'-' * 7}:| {'-' * 9}:|")
+    for spec in ("sample_models.llama:llama_7b", "sample_models.llama:llama_70b"):
+        result = bench_meta(spec, "int64:128")
+        print(f"| {spec:<29} | {128:>6} | {result['params']:>14,} | {result['flops']:>18,} | "
+              f"{result['seconds']:>6.2f}s | {result['peak_rss'] / 1024**3:>6.2f} GB |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

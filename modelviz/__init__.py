@@ -1,0 +1,24 @@
+"""modelviz: look inside PyTorch models.
+
+The package root imports nothing heavy: ``import modelviz`` and ``modelviz --help`` stay fast.
+The API functions load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "prepare", "summary", "trace"]
+
+if TYPE_CHECKING:
+    from modelviz.api import prepare, summary, trace
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"prepare", "summary", "trace"}:
+        from modelviz import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'modelviz' has no attribute {name!r}")

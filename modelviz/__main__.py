@@ -1,0 +1,3 @@
+from modelviz.cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""``modelviz summary``: the layer table, with exact FLOPs and torchsummary's memory figures."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._options import ModelOptions, model_command
+from modelviz.errors import CheckFailed, OutputError, SpecError
+from modelviz.render.options import ALL_COLUMNS, SummaryColumns, TableOptions
+
+
+class SummaryFormat(str, Enum):
+    table = "table"
+    classic = "classic"
+    markdown = "markdown"
+    json = "json"
+    csv = "csv"
+
+
+EXTENSIONS = {".txt": SummaryFormat.table, ".md": SummaryFormat.markdown,
+              ".markdown": SummaryFormat.markdown, ".json": SummaryFormat.json,
+              ".csv": SummaryFormat.csv}
+
+
+def parse_columns(values: list[str] | None) -> tuple[SummaryColumns, ...]:
+    names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    if "all" in names:
+        return ALL_COLUMNS
+    known = {c.value: c for c in SummaryColumns}
+    bad = [n for n in names if n.replace("-", "_") not in known]
+    if bad:
+        raise SpecError(f"unknown column {bad[0]!r}.",
+                        f"Use any of: {', '.join(known)}, or all.")
+    return tuple(known[n.replace("-", "_")] for n in names)
+
+
+def choose_format(fmt: SummaryFormat | None, output: Path | None) -> SummaryFormat:
+    if fmt is not None:
+        return fmt
+    if output is None:
+        return SummaryFormat.table
+    chosen = EXTENSIONS.get(output.suffix.lower())
+    if chosen is None:
+        raise OutputError(f"cannot tell the format of {output} from its extension.",
+                          "Use .txt, .md, .json or .csv, or pass --format.")
+    return chosen
+
+
+def _over(what: str, value: int, budget: int) -> str:
+    from modelviz.render.text import human
+
+    return (f"{what} {human(value)} ({value:,}) exceed the budget of {human(budget)} "
+            f"by {human(value - budget)} ({value / budget:.2f}x)")
+
+
+@model_command
+def summary(
+    opts: ModelOptions,
+    depth: Annotated[int, typer.Option(
+        "--depth", "-d", min=1, help="Show modules down to this depth.")] = 3,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", "-c", metavar="NAMES",
+        help="Extra columns, comma-separated: input_shape, kernel_size, params_percent, "
+             "trainable, flops, macs, output_memory, or all.")] = None,
+    fold: Annotated[bool, typer.Option(
+        "--fold", help="Fold runs of identical sibling blocks into one row (×N).")] = False,
+    fmt: Annotated[SummaryFormat | None, typer.Option(
+        "--format", "-f", help="Output format; default: from -o's extension, else table.",
+        show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to FILE (.txt, .md, .json, .csv) instead of stdout.")
+    ] = None,
+    max_params: Annotated[str | None, typer.Option(
+        "--max-params", metavar="COUNT", help="Exit with status 1 above this many parameters "
+        "(25M, 1.5G).")] = None,
+    max_flops: Annotated[str | None, typer.Option(
+        "--max-flops", metavar="COUNT", help="Exit with status 1 above this many FLOPs (5G).")
+    ] = None,
+) -> None:
+    """Layer table: output shapes, parameters, FLOPs and memory, like torchsummary and torchinfo.
+
+    Example: modelviz summary vgg16 3x224x224
+    """
+    from modelviz import api
+    from modelviz.output import write_text
+    from modelviz.specs import parse_count
+
+    chosen = choose_format(fmt, output)
+    extra = parse_columns(columns)
+    params_budget = parse_count(max_params, what="--max-params") if max_params else None
+    flops_budget = parse_count(max_flops, what="--max-flops") if max_flops else None
+    quiet = chosen in (SummaryFormat.json, SummaryFormat.csv) and output is None
+
+    with spinner(f"Loading {opts.model}", quiet=quiet):
+        prepared = opts.prepare()
+    for message in prepared.loaded.notes:
+        note(message)
+    report = prepared.loaded.weights
+    if report is not None and not report.clean:
+        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
+    with spinner("Running the forward pass", quiet=quiet):
+        result = api.summarize(prepared, api.run(prepared, train=opts.train))
+
+    table = TableOptions(depth=depth, fold=fold, columns=extra)
+    text: str | None = None
+    if chosen is SummaryFormat.table:
+        from modelviz.render.table import plain_text, render_table
+
+        renderable = render_table(result, table)
+        if output is None:
+            print_out(renderable)
+        else:
+            text = plain_text(renderable)
+    elif chosen is SummaryFormat.classic:
+        from modelviz.render.classic import render_classic
+
+        text = render_classic(result)
+    elif chosen is SummaryFormat.markdown:
+        from modelviz.render.markdown import render_markdown
+
+        text = render_markdown(result, table)
+    elif chosen is SummaryFormat.json:
+        from modelviz.render.data import render_json
+
+        text = render_json(result)
+    else:
+        from modelviz.render.data import render_csv
+
+        text = render_csv(result)
+    if text is not None:
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            write_text(output, text)
+            note(f"wrote {output}")
+
+    problems = []
+    if params_budget is not None and result.totals.params > params_budget:
+        problems.append(_over("params", result.totals.params, params_budget))
+    if flops_budget is not None and result.totals.flops > flops_budget:
+        problems.append(_over("FLOPs", result.totals.flops, flops_budget))
+    if problems:
+        raise CheckFailed("; ".join(problems) + ".",
+                          "Shrink the model or raise the budget.")

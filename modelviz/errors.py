@@ -1,0 +1,72 @@
+"""Named exceptions for user mistakes.
+
+The library raises these; the CLI maps every one of them, in one place, to a single line and an
+exit status. Each message names the problem and carries a ``fix`` so that the user knows what to
+type next.
+"""
+
+from __future__ import annotations
+
+
+class ModelvizError(Exception):
+    """A mistake the user can fix; shown as one line, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.problem} {self.fix}" if self.fix else self.problem
+
+
+class UnknownModelError(ModelvizError):
+    """No torchvision model, module attribute or file matches the MODEL argument."""
+
+
+class ModelFileError(ModelvizError):
+    """A model, weights or input file is missing or not in a format we can read."""
+
+
+class UserCodeError(ModelvizError):
+    """Importing or building the user's own model raised; the message carries their error."""
+
+
+class UnsafePickleError(ModelvizError):
+    """The file needs full unpickling, which runs code, and the user did not allow it."""
+
+
+class SpecError(ModelvizError):
+    """A size, dtype, device, number or option string is malformed."""
+
+
+class WeightsMismatchError(ModelvizError):
+    """A state dict does not fit the model (missing, unexpected or differently shaped keys)."""
+
+
+class DeviceError(ModelvizError):
+    """The requested device (cuda, mps) is not available here."""
+
+
+class ForwardError(ModelvizError):
+    """The forward pass failed; the message names the module that failed and what ran before."""
+
+
+class MissingToolError(ModelvizError):
+    """An external program (Graphviz's ``dot``, a browser) is not installed."""
+
+
+class OutputError(ModelvizError):
+    """An output path cannot be written or has an unknown extension."""
+
+
+class ExportError(ModelvizError):
+    """ONNX export failed; the message carries the operator or construct that caused it."""
+
+
+class CheckFailed(ModelvizError):
+    """A CI check failed (budget exceeded, numerical parity off): exit status 1, not 2."""
+
+    exit_code = 1

@@ -1,0 +1,125 @@
+"""Building the model's inputs: from size specs, or from a saved file.
+
+The one place tensors are made for the forward pass. Float inputs are seeded normal noise in the
+model's dtype; integer inputs are token ids that fit every embedding table in the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelviz.errors import ModelFileError, SpecError
+from modelviz.records import describe, iter_metas
+from modelviz.specs import InputSpec
+
+
+@dataclass
+class ModelInputs:
+    """Positional and keyword arguments for ``model(*args, **kwargs)``."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    specs: list[InputSpec] = field(default_factory=list)  # what they were built from, if sizes
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Name, shape and dtype of each input tensor, for reports."""
+        items: list[dict[str, Any]] = []
+        for i, value in enumerate(self.args):
+            for meta in iter_metas(describe(value)):
+                items.append({"name": f"input{i}" if len(self.args) > 1 else "input",
+                              "shape": list(meta.shape), "dtype": meta.dtype})
+        for key, value in self.kwargs.items():
+            for meta in iter_metas(describe(value)):
+                items.append({"name": key, "shape": list(meta.shape), "dtype": meta.dtype})
+        return items
+
+
+def token_limit(model: nn.Module) -> int:
+    """The smallest embedding table in the model: integer inputs below it index any of them."""
+    sizes = [m.num_embeddings for m in model.modules()
+             if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    return min(sizes) if sizes else 2
+
+
+def build_inputs(specs: list[InputSpec], *, model: nn.Module | None = None,
+                 batch_size: int = 1, device: torch.device | str = "cpu",
+                 float_dtype: torch.dtype = torch.float32, seed: int = 0) -> ModelInputs:
+    """One tensor per spec, with the batch dimension prepended."""
+    if batch_size < 1:
+        raise SpecError(f"bad --batch-size {batch_size}.", "Use a whole number of 1 or more.")
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    high = token_limit(model) if model is not None else 2
+    tensors: list[torch.Tensor] = []
+    for spec in specs:
+        shape = (batch_size, *spec.dims)
+        dtype = float_dtype if spec.dtype is None else getattr(torch, spec.dtype)
+        if device.type == "meta":
+            tensors.append(torch.empty(shape, dtype=dtype, device=device))
+            continue
+        if dtype.is_floating_point or dtype.is_complex:
+            value = torch.randn(shape, generator=generator).to(dtype)
+        elif dtype == torch.bool:
+            value = torch.randint(0, 2, shape, generator=generator).bool()
+        else:
+            value = torch.randint(0, high, shape, generator=generator, dtype=torch.int64).to(dtype)
+        tensors.append(value.to(device))
+    return ModelInputs(args=tuple(tensors), specs=list(specs))
+
+
+def _move(value: Any, device: torch.device, float_dtype: torch.dtype | None) -> Any:
+    if isinstance(value, torch.Tensor):
+        if float_dtype is not None and value.is_floating_point():
+            value = value.to(float_dtype)
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_move(v, device, float_dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _move(v, device, float_dtype) for k, v in value.items()}
+    return value
+
+
+def load_inputs(path: str | Path, *, device: torch.device | str = "cpu",
+                float_dtype: torch.dtype | None = None) -> ModelInputs:
+    """A saved tensor, a tuple/list of tensors (positional), or a dict (keyword inputs)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ModelFileError(f"--input-file {path}: no such file.",
+                             "Save inputs with torch.save(x, 'inputs.pt') first.")
+    try:
+        value = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(
+            f"--input-file {path} is not a tensor file torch can load safely: {exc}",
+            "Save a tensor, a tuple of tensors or a dict of tensors with torch.save.",
+        ) from exc
+    value = _move(value, torch.device(device), float_dtype)
+    if isinstance(value, torch.Tensor):
+        return ModelInputs(args=(value,))
+    if isinstance(value, (tuple, list)):
+        return ModelInputs(args=tuple(value))
+    if isinstance(value, dict):
+        return ModelInputs(args=(), kwargs={str(k): v for k, v in value.items()})
+    raise ModelFileError(
+        f"--input-file {path} holds a {type(value).__name__}, not tensors.",
+        "Save a tensor, a tuple of tensors or a dict of keyword inputs.",
+    )
+
+
+def input_names(model: nn.Module, count: int) -> list[str]:
+    """Names of the first ``count`` positional parameters of ``forward``, for ONNX and reports."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(names) >= count:
+        return names[:count]
+    return names + [f"input{i}" for i in range(len(names), count)]

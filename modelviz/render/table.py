@@ -1,0 +1,55 @@
+"""The default output: a Rich table with the module hierarchy, then the totals."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from modelviz.render.layers import HEADERS, cells, column_keys
+from modelviz.render.options import TableOptions
+from modelviz.render.text import inputs_text, totals_lines
+from modelviz.layer_table import Summary
+
+
+def render_table(summary: Summary, options: TableOptions) -> Group:
+    trace = summary.trace
+    inputs = ", ".join(f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
+                       for i in summary.inputs) or inputs_text(trace.inputs)
+    title = f"{summary.model} ({trace.model_type}) · input {inputs} · {trace.device}"
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False,
+                  show_edge=True, pad_edge=True)
+    keys = column_keys(options.columns)
+    table.add_column(HEADERS["layer"], no_wrap=True)
+    for key in keys:
+        table.add_column(HEADERS[key], justify="left" if "shape" in str(key) else "right")
+    for row in summary.rows(depth=options.depth, fold=options.fold):
+        c = cells(row, summary.totals.params, options.columns)
+        label = Text("  " * (row.depth - 1))
+        label.append(c.name, style="bold" if row.record.children else "")
+        label.append(f" ({c.type})", style="dim")
+        style = "" if c.called else "dim italic"
+        table.add_row(label, *[Text(c.values[k]) for k in keys], style=style)
+    footer = Table.grid(padding=(0, 2))
+    footer.add_column()
+    footer.add_column(justify="right")
+    for label_text, value in totals_lines(summary.totals):
+        footer.add_row(label_text, value)
+    notes = [Text(f"* {param} is {owner}: counted once", style="dim")
+             for param, owner in summary.shared_parameters()]
+    return Group(table, footer, *notes)
+
+
+def plain_text(renderable: Group) -> str:
+    """Render without colour, as wide as the content needs: for files and ``str()``."""
+    import io
+
+    from rich.console import Console
+
+    probe = Console(width=10_000, file=io.StringIO())
+    width = probe.measure(renderable).maximum
+    console = Console(width=max(40, width), file=io.StringIO(), color_system=None,
+                      highlight=False, force_terminal=False)
+    console.print(renderable)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in output.splitlines()) + "\n"

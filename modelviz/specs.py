@@ -1,0 +1,132 @@
+"""Parsing of the small languages on the command line: sizes, dtypes, devices, budgets, kwargs.
+
+Everything here is validated once, at the edge, and turned into plain values; the bad value is
+always quoted in the error. This module does not import torch, so parsing errors come back fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from modelviz.errors import SpecError
+
+#: Accepted dtype spellings, mapped to the canonical torch attribute name.
+DTYPE_ALIASES: dict[str, str] = {
+    "float32": "float32", "float": "float32", "fp32": "float32", "f32": "float32",
+    "float16": "float16", "half": "float16", "fp16": "float16", "f16": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float64": "float64", "double": "float64", "fp64": "float64", "f64": "float64",
+    "int64": "int64", "long": "int64", "i64": "int64",
+    "int32": "int32", "int": "int32", "i32": "int32",
+    "int16": "int16", "short": "int16", "i16": "int16",
+    "int8": "int8", "i8": "int8",
+    "uint8": "uint8", "u8": "uint8",
+    "bool": "bool",
+    "complex64": "complex64",
+}
+FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+#: Dtypes a model may be cast to with --dtype.
+MODEL_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+_DIM_SEPARATORS = re.compile(r"[xX×*,]")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the user wrote it, without the batch dimension."""
+
+    dims: tuple[int, ...]
+    dtype: str | None = None  # None: floating point, in the model's dtype
+
+    def __str__(self) -> str:
+        body = "x".join(str(d) for d in self.dims)
+        return f"{self.dtype}:{body}" if self.dtype else body
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype is None or self.dtype in FLOAT_DTYPES
+
+
+def parse_dtype(text: str, *, allowed: tuple[str, ...] | None = None) -> str:
+    """Turn a dtype spelling into its canonical name (``fp16`` -> ``float16``)."""
+    name = DTYPE_ALIASES.get(text.strip().lower())
+    if name is None or (allowed is not None and name not in allowed):
+        choices = (", ".join(allowed) if allowed
+                   else "float32, float16, bfloat16, int64, int32, bool")
+        raise SpecError(f"unknown dtype {text!r}.", f"Use one of: {choices}.")
+    return name
+
+
+def parse_size(text: str) -> InputSpec:
+    """Parse ``[DTYPE:]D1xD2x...`` such as ``3x224x224``, ``int64:128`` or ``fp16:3x32x32``."""
+    raw = text.strip()
+    dtype: str | None = None
+    body = raw
+    if ":" in raw:
+        prefix, body = raw.split(":", 1)
+        try:
+            dtype = parse_dtype(prefix)
+        except SpecError as exc:
+            raise SpecError(f"bad size {text!r}: unknown dtype {prefix.strip()!r}.",
+                            exc.fix) from None
+    parts = [p.strip() for p in _DIM_SEPARATORS.split(body)]
+    if not body.strip() or any(not p.isdigit() or int(p) == 0 for p in parts):
+        raise SpecError(
+            f"bad size {text!r}: each dimension must be a positive whole number.",
+            "Write sizes without the batch dimension, e.g. 3x224x224, 10 or int64:128.",
+        )
+    return InputSpec(dims=tuple(int(p) for p in parts), dtype=dtype)
+
+
+def parse_sizes(texts: list[str] | tuple[str, ...] | None) -> list[InputSpec]:
+    return [parse_size(t) for t in texts or ()]
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|meta|mps|cuda(:\d+)?)$")
+
+
+def parse_device(text: str) -> str:
+    """Check the device spelling; whether it exists here is decided when it is used."""
+    value = text.strip().lower()
+    if not _DEVICE_RE.match(value):
+        raise SpecError(
+            f"unknown device {text!r}.", "Use auto, cpu, cuda, cuda:N, mps or meta."
+        )
+    return value
+
+
+_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
+_NUMBER_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([KMGBT]?)\s*$", re.I)
+
+
+def parse_count(text: str, *, what: str = "number") -> int:
+    """Parse a count with an optional SI suffix: ``25M``, ``5G``, ``1.5e9``, ``138,357,544``."""
+    match = _NUMBER_RE.match(text)
+    if not match:
+        raise SpecError(
+            f"bad {what} {text!r}.",
+            "Write a number with an optional K, M, G or T suffix, e.g. 25M.",
+        )
+    number = float(match.group(1).replace("_", "").replace(",", ""))
+    return round(number * _SUFFIXES[match.group(2).upper()])
+
+
+def parse_kwarg(text: str) -> tuple[str, object]:
+    """Parse ``key=value``; the value is a Python literal, or the bare string if it is not one."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise SpecError(
+            f"bad --kwarg {text!r}.", "Write key=value, e.g. --kwarg num_classes=10."
+        )
+    try:
+        parsed: object = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()
+    return key, parsed
+
+
+def parse_kwargs(texts: list[str] | tuple[str, ...] | None) -> dict[str, object]:
+    return dict(parse_kwarg(t) for t in texts or ())
