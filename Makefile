@@ -26,6 +26,7 @@ demo: setup
 	@echo "demo artifacts are in $(ARTIFACTS)/"
 
 test: setup
+	@scripts/system-deps.sh chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: setup

@@ -18,10 +18,10 @@ from modelviz import engine
 from modelviz.devices import resolve_device
 from modelviz.errors import SpecError
 from modelviz.inputs import ModelInputs, build_inputs, load_inputs
+from modelviz.layer_table import Summary
 from modelviz.loading import LoadedModel, load_model
 from modelviz.records import Trace
 from modelviz.specs import MODEL_DTYPES, InputSpec, parse_dtype, parse_size
-from modelviz.layer_table import Summary
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
 

@@ -72,7 +72,7 @@ def parse_size(text: str) -> InputSpec:
             raise SpecError(f"bad size {text!r}: unknown dtype {prefix.strip()!r}.",
                             exc.fix) from None
     parts = [p.strip() for p in _DIM_SEPARATORS.split(body)]
-    if not body.strip() or any(not p.isdigit() or int(p) == 0 for p in parts):
+    if not body.strip() or any(not (p.isascii() and p.isdigit()) or int(p) == 0 for p in parts):
         raise SpecError(
             f"bad size {text!r}: each dimension must be a positive whole number.",
             "Write sizes without the batch dimension, e.g. 3x224x224, 10 or int64:128.",

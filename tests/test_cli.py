@@ -230,3 +230,32 @@ def test_version(cli: Cli) -> None:
     from modelviz import __version__
 
     assert cli("--version").stdout.strip() == f"modelviz {__version__}"
+
+
+def test_dtype_batch_and_train(cli: Cli) -> None:
+    result = cli("summary", "sample_models.seeds:Net", "1x28x28", "--dtype", "bf16", "-f", "json")
+    data = json.loads(result.stdout)
+    assert data["dtype"] == "bfloat16" and data["inputs"][0]["dtype"] == "bfloat16"
+    assert data["totals"]["params_size_mb"] == round(44_426 * 2 / 1024**2, 4)
+    result = cli("summary", "sample_models.seeds:SmallConvNet", "3x224x224", "--train", "-b", "2",
+                 "-f", "json")
+    assert json.loads(result.stdout)["outputs"] == [2, 1]
+
+
+def test_detection_model(cli: Cli) -> None:
+    result = cli("summary", "fasterrcnn_mobilenet_v3_large_320_fpn", "3x320x320", "--depth", "1",
+                 "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["totals"]["params"] == 19_410_754
+    top = {layer["name"] for layer in data["layers"] if layer["depth"] == 1}
+    assert top == {"transform", "backbone", "rpn", "roi_heads"}
+    backbone = next(layer for layer in data["layers"] if layer["name"] == "backbone")
+    assert set(backbone["output_shapes"]) == {"0", "1", "pool"}  # a dict of feature maps
+
+
+def test_python_dash_m(run_modelviz: Callable[..., Result]) -> None:
+    result = run_modelviz("summary", "sample_models.seeds:tanh_mlp", "8", "-f", "csv")
+    assert result.exit_code == 0
+    expected = 'W0,Linear,1,,1,"[[1, 8]]","[1, 16]",144,144,144,256,128,64,'
+    assert result.stdout.splitlines()[1] == expected

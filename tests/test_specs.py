@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from modelviz.errors import SpecError
@@ -33,6 +33,8 @@ def test_size_separators(dims: list[int], sep: str) -> None:
 
 
 @given(text=st.text(max_size=20))
+@example("²")
+@example("int64:٣")
 def test_size_parser_never_crashes(text: str) -> None:
     """Any string either parses to positive dims or raises SpecError quoting it."""
     try:
@@ -57,7 +59,7 @@ def test_size_examples(text: str, dims: tuple[int, ...], dtype: str | None) -> N
 
 
 @pytest.mark.parametrize("text", ["", "3x", "x3", "3x0x2", "-1x3", "3.5", "abc", "3x224x224x",
-                                  "int64:"])
+                                  "int64:", "3x²", "３x224"])
 def test_bad_sizes_are_named(text: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_size(text)

@@ -6,9 +6,9 @@ One row per module call in the order calls finished, skipping the root and bare
 
 from __future__ import annotations
 
+from modelviz.layer_table import Summary, counted_in_memory
 from modelviz.records import TensorMeta, Tree
 from modelviz.render.text import count, mb
-from modelviz.layer_table import Summary, counted_in_memory
 
 RULE = "-" * 64
 DOUBLE_RULE = "=" * 64

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelviz.layer_table import Row
 from modelviz.render.options import SummaryColumns
 from modelviz.render.text import count, human, human_bytes, inputs_text, shape_text
-from modelviz.layer_table import Row
 
 HEADERS: dict[SummaryColumns | str, str] = {
     "layer": "Layer (type)",

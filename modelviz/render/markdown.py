@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from modelviz.layer_table import Summary
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import TableOptions
 from modelviz.render.text import totals_lines
-from modelviz.layer_table import Summary
 
 
 def _escape(text: str) -> str:

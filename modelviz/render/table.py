@@ -6,10 +6,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from modelviz.layer_table import Summary
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import TableOptions
 from modelviz.render.text import inputs_text, totals_lines
-from modelviz.layer_table import Summary
 
 
 def render_table(summary: Summary, options: TableOptions) -> Group:
