@@ -203,7 +203,7 @@ def test_help_does_not_import_torch() -> None:
 
     code = ("import sys\nfrom modelviz.cli import app\ntry:\n    app(['--help'])\n"
             "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
-            "for name in ('summary', 'models'):\n    try:\n        app([name, '--help'])\n"
+            "for name in ('summary', 'models', 'diff'):\n    try:\n        app([name, '--help'])\n"
             "    except SystemExit:\n        pass\nassert 'torch' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=False)

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelviz import __version__
+from modelviz.cli import diff as diff_cmd
 from modelviz.cli import models as models_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli._console import error_line
@@ -79,6 +80,7 @@ def _root(
 
 
 app.command("summary")(summary_cmd.summary)
+app.command("diff")(diff_cmd.diff)
 app.command("models")(models_cmd.models)
 
 

@@ -107,24 +107,36 @@ class ModelOptions:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+_POSITIONAL = ("model", "sizes")
 
 
-def model_command(fn: F) -> F:
-    """Add MODEL, SIZES and the model options to ``fn``'s CLI signature; ``fn`` gets ``opts``."""
+def _with_shared(fn: F, *, positional: bool) -> F:
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
            for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                 default=default) for name, annotation, default in SHARED]
-    positional = [p for p in shared if p.name in ("model", "sizes")]
-    options = [p for p in shared if p.name not in ("model", "sizes")]
+    arguments = [p for p in shared if p.name in _POSITIONAL]
+    options = [p for p in shared if p.name not in _POSITIONAL]
+    taken = [name for name, _, _ in SHARED if positional or name not in _POSITIONAL]
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name, _, _ in SHARED}
-        return fn(opts=ModelOptions(**values), **kwargs)
+        values = {name: kwargs.pop(name) for name in taken}
+        return fn(opts=ModelOptions(**{"model": "", **values}), **kwargs)
 
-    parameters = positional + own + options
+    parameters = (arguments if positional else []) + own + options
     wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__  # Typer must read the signature above, not fn's
     return wrapper  # type: ignore[return-value]
+
+
+def model_command(fn: F) -> F:
+    """Add MODEL, SIZES and the model options to ``fn``'s CLI signature; ``fn`` gets ``opts``."""
+    return _with_shared(fn, positional=True)
+
+
+def model_options(fn: F) -> F:
+    """Add only the model options; ``fn`` declares its own arguments (``diff A B SIZES``) and
+    gets ``opts`` with an empty ``model``, to fill in with ``dataclasses.replace``."""
+    return _with_shared(fn, positional=False)
