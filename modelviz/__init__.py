@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "prepare", "summary", "trace"]
+__all__ = ["__version__", "activations", "graph", "prepare", "summary", "trace"]
+_API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
-    from modelviz.api import prepare, summary, trace
+    from modelviz.api import activations, graph, prepare, summary, trace
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"prepare", "summary", "trace"}:
+    if name in _API:
         from modelviz import api
 
         return getattr(api, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,6 +22,11 @@ from modelviz.layer_table import Summary
 from modelviz.loading import LoadedModel, load_model
 from modelviz.records import Trace
 from modelviz.specs import MODEL_DTYPES, InputSpec, parse_dtype, parse_size
+
+if TYPE_CHECKING:
+    from modelviz.activation_stats import ActivationReport
+    from modelviz.graphviz_tool import Drawing
+    from modelviz.images import ImageInput
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
 
@@ -119,3 +124,195 @@ def summary(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
     ``modelviz.render``. ``print(modelviz.summary(...))`` prints the table."""
     prepared = prepare(model, *sizes, **options)
     return summarize(prepared, run(prepared, train=train))
+
+
+GRAPH_VIEWS = ("modules", "autograd")
+
+
+def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
+         expand: str | tuple[str, ...] | list[str] = (), fold: bool = True,
+         rankdir: str = "TB", show_saved: bool = False, show_attrs: bool = False,
+         train: bool = False, dot: str | Path | None = None) -> Drawing:
+    """The graph of a prepared model as a ``graphviz_tool.Drawing``, from one pass."""
+    from modelviz.dataflow import DEFAULT_DEPTH, DataflowProbe, build_graph, input_names
+    from modelviz.graphviz_tool import Drawing
+    from modelviz.render.dot import RANKDIRS, to_dot
+
+    if view not in GRAPH_VIEWS:
+        raise SpecError(f"unknown graph view {view!r}.", "Use modules or autograd.")
+    direction = rankdir.upper()
+    if direction not in RANKDIRS:
+        raise SpecError(f"unknown rankdir {rankdir!r}.", "Use TB (top to bottom) or LR.")
+    opened = (expand,) if isinstance(expand, str) else tuple(expand)
+    if view == "autograd":
+        if opened or depth is not None or not fold:
+            raise SpecError("depth, expand and fold apply to the modules view only.",
+                            "Drop them, or draw --view modules.")
+        from modelviz.autograd import autograd_dot
+
+        source = autograd_dot(prepared, show_saved=show_saved, show_attrs=show_attrs,
+                              train=train)
+        if direction != "TB":
+            source = source.replace("digraph {", f"digraph {{\n\trankdir={direction}", 1)
+        return Drawing(source, view=view, dot=dot)
+    if show_saved or show_attrs:
+        raise SpecError("show_saved and show_attrs apply to the autograd view only.",
+                        "Drop them, or draw --view autograd.")
+    inputs = prepared.inputs
+    probe = DataflowProbe(inputs.args, inputs.kwargs, input_names(prepared.model, inputs.args))
+    result = run(prepared, train=train, probes=(probe,))
+    chosen = DEFAULT_DEPTH if depth is None else depth
+    built = build_graph(result, result.probes[probe.name], depth=chosen, expand=opened,
+                        fold=fold, title=prepared.loaded.name)
+    return Drawing(to_dot(built, rankdir=direction), view=view, graph=built, dot=dot)
+
+
+def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
+          depth: int | None = None, expand: str | tuple[str, ...] | list[str] = (),
+          fold: bool = True, rankdir: str = "TB", show_saved: bool = False,
+          show_attrs: bool = False, train: bool = False, dot: str | Path | None = None,
+          **options: Any) -> Drawing:
+    """The model as a graph: ``modelviz.graph("resnet18").save("resnet18.svg")``.
+
+    Returns a ``Drawing``: ``.source`` is DOT, ``.save(path)`` writes png/svg/pdf/dot by
+    extension, ``.graph`` holds the module view's nodes and edges. ``options`` are those of
+    ``prepare``; ``dot`` is the path of Graphviz's program if it is not on PATH.
+    """
+    prepared = prepare(model, *sizes, **options)
+    return draw(prepared, view=view, depth=depth, expand=expand, fold=fold, rankdir=rankdir,
+                show_saved=show_saved, show_attrs=show_attrs, train=train, dot=dot)
+
+
+# Activations: statistics of chosen layers' outputs, and their pictures.
+
+
+def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
+                  resize: str | int | tuple[int, int] | None = None,
+                  mean: str | tuple[float, ...] | list[float] | None = None,
+                  std: str | tuple[float, ...] | list[float] | None = None,
+                  batch_size: int = 1, **options: Any) -> tuple[Prepared, ImageInput]:
+    """Load the model and make its input from an image file (copied ``batch_size`` times).
+
+    SIZES, if given, is one CxHxW size: C picks greyscale or colour, and HxW is the default
+    ``resize``. Without it the channels are those of the model's first convolution (else 3).
+    ``options`` are those of ``prepare``, except ``input_file``.
+    """
+    from modelviz.images import input_channels, open_image, parse_floats, parse_resize, preprocess
+    from modelviz.inputs import ModelInputs
+
+    if options.get("input_file") is not None:
+        raise SpecError("give either --image or --input-file, not both.",
+                        "Drop one of them.")
+    if batch_size < 1:
+        raise SpecError(f"bad --batch-size {batch_size}.", "Use a whole number of 1 or more.")
+    specs = [_as_spec(s) for s in sizes]
+    if len(specs) > 1 or (specs and (len(specs[0].dims) != 3 or not specs[0].is_float)):
+        given = " ".join(str(s) for s in specs)
+        raise SpecError(f"--image makes one image input, but SIZES {given!r} is not one CxHxW "
+                        "size.", "Drop SIZES, or give one such as 3x224x224.")
+    size = parse_resize(resize) if isinstance(resize, str) else resize
+    means = parse_floats(mean, "--mean") if isinstance(mean, str) else mean
+    stds = parse_floats(std, "--std") if isinstance(std, str) else std
+    if stds is not None and any(v <= 0 for v in stds):
+        raise SpecError(f"bad std {stds!r}: every value must be above 0.", "Give positive numbers.")
+    picture = open_image(image)  # a missing or unreadable file fails before the model loads
+    # prepare loads the model the one way models are loaded; its small noise input is replaced.
+    base = prepare(model, *(specs or [InputSpec((1,))]), batch_size=1, **options)
+    channels = specs[0].dims[0] if specs else (input_channels(base.model) or 3)
+    if size is None and specs:
+        size = (specs[0].dims[1], specs[0].dims[2])
+    made = preprocess(picture, image, channels=channels,
+                      torchvision_name=base.loaded.torchvision_name, resize=size,
+                      mean=tuple(means) if means is not None else None,
+                      std=tuple(stds) if stds is not None else None)
+    placeholder = base.inputs.args[0]
+    batch = made.tensor.to(placeholder.dtype).unsqueeze(0).expand(batch_size, *made.shape)
+    inputs = ModelInputs(args=(batch.contiguous().to(base.device),))
+    return Prepared(base.loaded, inputs, base.device, batch_size), made
+
+
+def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
+                        types: tuple[str, ...] | list[str] = (), images: bool = False,
+                        max_channels: int = 64, hist: bool = False, train: bool = False,
+                        picture: ImageInput | None = None) -> ActivationReport:
+    """One pass measuring the chosen modules (all of them if neither ``layers`` nor ``types``);
+    with ``images``, the chosen layers also keep what their pictures need."""
+    from modelviz.activation_stats import (
+        ActivationProbe,
+        ActivationReport,
+        is_glob,
+        select_modules,
+    )
+
+    if prepared.device.type == "meta":
+        raise SpecError("activation statistics need real numbers, and the meta device has only "
+                        "shapes.", "Run on --device cpu or cuda; `modelviz summary --device "
+                        "meta` gives the shapes.")
+    if max_channels < 1:
+        raise SpecError(f"bad --max-channels {max_channels}.", "Use 1 or more.")
+    names = select_modules(prepared.model, tuple(layers), tuple(types),
+                           model_name=prepared.loaded.name)
+    probe = ActivationProbe(names, image_modules=names if images else (),
+                            max_channels=max_channels, hist=hist)
+    inputs = prepared.inputs
+    trace = engine.run(prepared.model, inputs.args, inputs.kwargs, device=prepared.device,
+                       train=train, count_flops=False, probes=(probe,))
+    report = ActivationReport(model=prepared.loaded.name, inputs=inputs.describe(),
+                              layers=trace.probes[probe.name], device=trace.device,
+                              picture=picture)
+    for pattern in layers:
+        name = pattern.strip()
+        record = trace.modules.get(name)
+        if not is_glob(name) and record is not None and not record.calls:
+            hint = (f"; a {record.type} only holds layers: try '{name}.*'"
+                    if record.extra.get("container") else "")
+            report.notes.append(f"{name} ({record.type}) did not run in the forward pass, so "
+                                f"it has no output{hint}")
+    if probe.skipped:
+        report.notes.append(f"not measured (sparse or nested tensors): {', '.join(probe.skipped)}")
+    if not report.layers:
+        why = "; ".join(report.notes) or "none of them ran, or none returned a tensor"
+        raise SpecError(f"the chosen modules produced no tensor in the forward pass: {why}.",
+                        "Choose modules that run; `modelviz summary` lists what ran.")
+    return report
+
+
+def activations(model: str | nn.Module, *sizes: SizeLike,
+                layers: str | tuple[str, ...] | list[str] = (),
+                types: str | tuple[str, ...] | list[str] = (),
+                output_dir: str | Path | None = None, max_channels: int = 64,
+                hist: bool = False, image: str | Path | None = None,
+                resize: str | int | tuple[int, int] | None = None,
+                mean: str | tuple[float, ...] | list[float] | None = None,
+                std: str | tuple[float, ...] | list[float] | None = None,
+                train: bool = False, **options: Any) -> ActivationReport:
+    """Statistics of what the chosen layers output, and with ``output_dir`` their pictures.
+
+    ``layers`` are qualified names or globs (``"layer4.*"``, ``"*"``), ``types`` module type
+    names (``"Conv2d"``); neither: every module. The input is noise of ``sizes`` (seeded), a
+    saved ``input_file``, or an ``image`` (preprocessed with the torchvision weights'
+    transforms, else ``resize``, ``mean`` and ``std``). Returns an ``ActivationReport``:
+    ``.layers`` (``LayerStats`` with ``.stats`` and ``.image``), ``.to_dict()`` for JSON.
+    ``options`` are those of ``prepare``.
+    """
+    from modelviz.render.feature_maps import check_folder, write_images
+
+    chosen_layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    chosen_types = (types,) if isinstance(types, str) else tuple(types)
+    if output_dir is not None:
+        check_folder(output_dir)
+    picture: ImageInput | None = None
+    if image is not None:
+        prepared, picture = prepare_image(model, image, *sizes, resize=resize, mean=mean,
+                                          std=std, **options)
+    else:
+        if resize is not None or mean is not None or std is not None:
+            raise SpecError("resize, mean and std apply to an image input only.",
+                            "Give image=..., or drop them.")
+        prepared = prepare(model, *sizes, **options)
+    report = measure_activations(prepared, layers=chosen_layers, types=chosen_types,
+                                 images=output_dir is not None, max_channels=max_channels,
+                                 hist=hist, train=train, picture=picture)
+    if output_dir is not None:
+        write_images(report, output_dir, hist=hist)
+    return report

@@ -128,6 +128,22 @@ def ordered_children(trace: Trace, name: str) -> list[ModuleRecord]:
     return sorted(children, key=lambda r: starts[r.name])
 
 
+def fold_runs(trace: Trace, siblings: list[ModuleRecord], memo: dict[str, tuple[Any, ...]]) -> (
+        list[list[ModuleRecord]]):
+    """Split siblings (in order) into runs of interchangeable blocks; most runs have one member."""
+    runs: list[list[ModuleRecord]] = []
+    i = 0
+    while i < len(siblings):
+        run = [siblings[i]]
+        signature = _signature(trace, siblings[i], memo)
+        while (i + len(run) < len(siblings)
+               and _signature(trace, siblings[i + len(run)], memo) == signature):
+            run.append(siblings[i + len(run)])
+        runs.append(run)
+        i += len(run)
+    return runs
+
+
 def rows(trace: Trace, *, depth: int | None = None, fold: bool = False) -> list[Row]:
     """Rows in display order: the hierarchy, children in execution order, down to ``depth``."""
     out: list[Row] = []
@@ -137,18 +153,10 @@ def rows(trace: Trace, *, depth: int | None = None, fold: bool = False) -> list[
         if depth is not None and level > depth:
             return
         children = ordered_children(trace, name)
-        i = 0
-        while i < len(children):
-            record = children[i]
-            run = [record]
-            if fold:
-                signature = _signature(trace, record, memo)
-                while (i + len(run) < len(children)
-                       and _signature(trace, children[i + len(run)], memo) == signature):
-                    run.append(children[i + len(run)])
-            out.append(Row(record, level, run if len(run) > 1 else []))
-            visit(record.name, level + 1)
-            i += len(run)
+        runs = fold_runs(trace, children, memo) if fold else [[c] for c in children]
+        for run in runs:
+            out.append(Row(run[0], level, run if len(run) > 1 else []))
+            visit(run[0].name, level + 1)
 
     visit("", 1)
     return out

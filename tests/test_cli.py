@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +191,18 @@ def test_failed_command_leaves_no_file(cli: Cli, tmp_path: Path) -> None:
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_written_files_get_the_usual_mode(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "summary.md"
+    previous = os.umask(0o022)
+    try:
+        result = cli("summary", "sample_models.seeds:Net", "1x28x28", "-o", str(target))
+        assert result.exit_code == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # readable by others, like any new file
+    assert target.read_text().startswith("#") and list(tmp_path.iterdir()) == [target]
+
+
 def test_debug_shows_the_traceback(run_modelviz: Callable[..., Result]) -> None:
     result = run_modelviz("--debug", "summary", "sample_models.seeds:Net", "3x28x28")
     assert result.exit_code == 1
@@ -203,7 +217,8 @@ def test_help_does_not_import_torch() -> None:
 
     code = ("import sys\nfrom modelviz.cli import app\ntry:\n    app(['--help'])\n"
             "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
-            "for name in ('summary', 'models', 'diff'):\n    try:\n        app([name, '--help'])\n"
+            "for name in ('summary', 'models', 'diff', 'graph', 'activations'):\n"
+            "    try:\n        app([name, '--help'])\n"
             "    except SystemExit:\n        pass\nassert 'torch' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=False)

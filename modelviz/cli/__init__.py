@@ -13,7 +13,9 @@ import typer
 from typer.core import TyperGroup
 
 from modelviz import __version__
+from modelviz.cli import activations as activations_cmd
 from modelviz.cli import diff as diff_cmd
+from modelviz.cli import graph as graph_cmd
 from modelviz.cli import models as models_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli._console import error_line
@@ -82,6 +84,8 @@ def _root(
 app.command("summary")(summary_cmd.summary)
 app.command("diff")(diff_cmd.diff)
 app.command("models")(models_cmd.models)
+app.command("activations")(activations_cmd.activations)
+app.command("graph")(graph_cmd.graph)
 
 
 def main() -> None:

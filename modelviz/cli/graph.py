@@ -1,0 +1,119 @@
+"""``modelviz graph``: the module data-flow graph or the autograd graph, as PNG, SVG, PDF or DOT."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelviz.cli._console import note, spinner
+from modelviz.cli._options import ModelOptions, model_command
+from modelviz.errors import OutputError, SpecError
+
+
+class GraphView(str, Enum):
+    modules = "modules"
+    autograd = "autograd"
+
+
+class RankDir(str, Enum):
+    TB = "TB"
+    LR = "LR"
+
+
+class GraphFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+    dot = "dot"
+
+
+def _check_view_options(view: GraphView, depth: int | None, expand: list[str], fold: bool,
+                        show_saved: bool, show_attrs: bool) -> None:
+    if view is GraphView.autograd:
+        given = [flag for flag, used in (("--depth", depth is not None), ("--expand", expand),
+                                         ("--no-fold", not fold)) if used]
+        if given:
+            raise SpecError(f"{given[0]} applies to --view modules, not to --view autograd.",
+                            f"Drop {given[0]}, or draw --view modules.")
+    else:
+        given = [flag for flag, used in (("--show-saved", show_saved),
+                                         ("--show-attrs", show_attrs)) if used]
+        if given:
+            raise SpecError(f"{given[0]} applies to --view autograd, not to --view modules.",
+                            f"Drop {given[0]}, or draw --view autograd.")
+
+
+@model_command
+def graph(
+    opts: ModelOptions,
+    view: Annotated[GraphView, typer.Option(
+        "--view", help="modules: data flow between modules, with shapes; autograd: the "
+        "backward graph (torchviz).")] = GraphView.modules,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", "-d", min=1, show_default=False,
+        help="Draw modules down to this depth (default 2); deeper ones fold into their "
+             "parent.")] = None,
+    expand: Annotated[list[str] | None, typer.Option(
+        "--expand", "-e", metavar="NAME",
+        help="Open this module one level deeper than the rest (repeatable).")] = None,
+    fold: Annotated[bool, typer.Option(
+        "--fold/--no-fold", help="Fold runs of 3 or more identical numbered blocks into one "
+        "node (×N).")] = True,
+    rankdir: Annotated[RankDir, typer.Option(
+        "--rankdir", case_sensitive=False, help="TB: top to bottom; LR: left to right.")
+    ] = RankDir.TB,
+    show_saved: Annotated[bool, typer.Option(
+        "--show-saved", help="Autograd view: show the tensors saved for backward.")] = False,
+    show_attrs: Annotated[bool, typer.Option(
+        "--show-attrs", help="Autograd view: show the attributes of backward nodes.")] = False,
+    fmt: Annotated[GraphFormat | None, typer.Option(
+        "--format", "-f", show_default=False,
+        help="png, svg, pdf (these need Graphviz) or dot; default: from -o's extension, "
+             "else dot.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to FILE (.png, .svg, .pdf, .dot, .gv); without it the "
+        "graph goes to stdout.")] = None,
+) -> None:
+    """Draw the model as a graph: modules with shapes and residual merges, or autograd's.
+
+    Example: modelviz graph resnet18 -o resnet18.svg
+    """
+    from modelviz import api
+    from modelviz.graphviz_tool import find_dot, format_for
+    from modelviz.output import write_bytes
+
+    chosen = format_for(fmt.value if fmt is not None else None, output)
+    expanded = expand or []
+    _check_view_options(view, depth, expanded, fold, show_saved, show_attrs)
+    if chosen != "dot":
+        find_dot(fmt=chosen)  # before the model is loaded: no wait for a missing program
+    if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
+        raise OutputError(f"{chosen.upper()} is binary and stdout is a terminal.",
+                          f"Give -o model.{chosen}, or redirect stdout to a file.")
+
+    with spinner(f"Loading {opts.model}"):
+        prepared = opts.prepare()
+    for message in prepared.loaded.notes:
+        note(message)
+    report = prepared.loaded.weights
+    if report is not None and not report.clean:
+        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
+    with spinner("Running the forward pass"):
+        drawing = api.draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
+                           fold=fold, rankdir=rankdir.value, show_saved=show_saved,
+                           show_attrs=show_attrs, train=opts.train)
+    with spinner("Laying out the graph with Graphviz"):
+        rendered = drawing.render(chosen)
+    if output is None:
+        typer.echo(rendered.data if chosen in ("png", "pdf") else rendered.data.decode(),
+                   nl=False)
+    else:
+        write_bytes(output, rendered.data)
+        size = f"{len(drawing.graph.nodes)} nodes, " if drawing.graph is not None else ""
+        note(f"wrote {output} ({size}{len(rendered.data):,} bytes)")
+    for warning in rendered.warnings:
+        note(warning)

@@ -1,0 +1,418 @@
+"""``modelviz graph``: real renders with Graphviz, read back and checked node by node."""
+
+from __future__ import annotations
+
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from modelviz import api
+from modelviz.errors import MissingToolError, SpecError
+from modelviz.graphviz_tool import PNG_LIMIT, Drawing, png_size
+from tests.conftest import GOLDEN, Result
+
+Cli = Callable[..., Result]
+SVG = "{http://www.w3.org/2000/svg}"
+NET = ("sample_models.seeds:Net", "1x28x28")
+MISSING_DOT = ("error: Graphviz's dot program is not on PATH; it is needed to write {fmt}. "
+               "Install Graphviz (apt-get install graphviz, or brew install graphviz), or write "
+               "-o model.dot, which needs no Graphviz.")
+
+
+@dataclass
+class Svg:
+    nodes: dict[str, list[str]]  # node id -> its lines of text
+    edges: list[tuple[str, str, str]]  # (source, target, label)
+    clusters: dict[str, list[str]]
+    width: float
+    height: float
+
+    def labels(self, node_id: str) -> list[str]:
+        return self.nodes[node_id]
+
+    def into(self, node_id: str) -> list[tuple[str, str]]:
+        return [(src, label) for src, dst, label in self.edges if dst == node_id]
+
+    def out_of(self, node_id: str) -> list[tuple[str, str]]:
+        return [(dst, label) for src, dst, label in self.edges if src == node_id]
+
+
+def parse_svg(data: bytes | str) -> Svg:
+    root = ET.fromstring(data)
+    nodes: dict[str, list[str]] = {}
+    edges: list[tuple[str, str, str]] = []
+    clusters: dict[str, list[str]] = {}
+    for group in root.iter(f"{SVG}g"):
+        kind = group.get("class")
+        title = group.findtext(f"{SVG}title") or ""
+        texts = [(t.text or "").strip() for t in group.iter(f"{SVG}text")]
+        if kind == "node" and title != "legend":
+            nodes[title] = texts
+        elif kind == "edge":
+            src, dst = title.split("->")
+            edges.append((src, dst, " ".join(texts)))
+        elif kind == "cluster":
+            clusters[title] = texts
+    width = float(root.get("width", "0pt").removesuffix("pt"))
+    height = float(root.get("height", "0pt").removesuffix("pt"))
+    return Svg(nodes, edges, clusters, width, height)
+
+
+def draw_svg(cli: Cli, tmp_path: Path, *args: str) -> Svg:
+    target = tmp_path / "graph.svg"
+    result = cli("graph", *args, "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    return parse_svg(target.read_bytes())
+
+
+# --- the module view, read back from real SVG -----------------------------------------------
+
+def test_net_golden_dot_and_stdout(cli: Cli, golden: Callable[[str, str], None]) -> None:
+    result = cli("graph", *NET)
+    assert result.exit_code == 0, result.stderr
+    golden("graph_net.gv", result.stdout)
+    assert result.stderr == ""
+
+
+def test_net_svg_nodes_edges_and_shapes(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, *NET)
+    assert list(svg.nodes) == [
+        "input:x", "conv1", "relu#0", "pool", "conv2", "relu#1", "pool@2", "view#0", "fc1",
+        "relu#2", "fc2", "relu#3", "fc3", "output:"]
+    assert svg.labels("conv1") == ["conv1", "Conv2d · 156 params", "[1, 6, 24, 24]"]
+    assert svg.labels("pool@2") == ["pool", "MaxPool2d · call 2 of 2", "[1, 16, 4, 4]"]
+    assert svg.labels("view#0") == ["view"]
+    assert svg.labels("input:x") == ["x", "[1, 1, 28, 28]"]
+    assert svg.labels("output:") == ["output", "[1, 10]"]
+    assert len(svg.edges) == 13
+    assert svg.into("view#0") == [("pool@2", "[1, 16, 4, 4]")]
+    assert svg.out_of("view#0") == [("fc1", "[1, 256]")]
+    assert svg.into("output:") == [("fc3", "[1, 10]")]
+    assert svg.height > svg.width  # top to bottom
+
+
+def test_two_inputs_meet_in_a_cat_node(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, "sample_models.multi_io:TwoInputNet", "3x32x32", "10")
+    assert [n for n in svg.nodes if n.startswith("input:")] == ["input:image", "input:features"]
+    assert svg.labels("input:features") == ["features", "[1, 10]"]
+    assert sorted(svg.into("cat#0")) == [("image.3", "[1, 8]"), ("vector.1", "[1, 8]")]
+    assert svg.out_of("cat#0") == [("head", "[1, 16]")]
+    assert svg.into("image.0") == [("input:image", "[1, 3, 32, 32]")]
+    assert {c[0] for c in svg.clusters.values()} == {"image · Sequential", "vector · Sequential"}
+
+
+def test_dict_output_gets_one_node_per_key(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, "sample_models.multi_io:DictOutputNet", "16")
+    outputs = {n: svg.labels(n) for n in svg.nodes if n.startswith("output:")}
+    assert outputs == {"output:logits": ["logits", "[1, 3]"],
+                       "output:embedding": ["embedding", "[1, 8]"]}
+    assert svg.into("output:logits") == [("classifier", "[1, 3]")]
+    assert svg.into("output:embedding") == [("encoder.2", "[1, 8]")]
+    assert sorted(svg.out_of("encoder.2")) == [("classifier", "[1, 8]"),
+                                               ("output:embedding", "[1, 8]")]
+
+
+def test_resnet18_residual_adds_and_downsample_branches(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, "resnet18", "3x64x64", "--depth", "3", "--device", "cpu")
+    adds = [n for n in svg.nodes if n.endswith(":add_#0")]
+    assert len(adds) == 8  # one residual merge per BasicBlock
+    for add in adds:
+        block = add.split(":")[0]
+        sources = sorted(src for src, _ in svg.into(add))
+        assert len(sources) == 2, add
+        assert f"{block}.bn2" in sources
+    assert sorted(svg.into("layer2.0:add_#0")) == [
+        ("layer2.0.bn2", "[1, 128, 8, 8]"), ("layer2.0.downsample", "[1, 128, 8, 8]")]
+    assert ("maxpool", "[1, 64, 16, 16]") in svg.into("layer1.0:add_#0")  # the identity path
+    assert svg.labels("layer2.0.downsample") == [
+        "layer2.0.downsample", "Sequential · 8.45K params", "[1, 128, 8, 8]"]
+    assert "layer1.0 · BasicBlock" in [c[0] for c in svg.clusters.values()]
+
+
+def test_resnet18_default_depth_shows_blocks_in_stage_frames(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, "resnet18", "3x64x64", "--device", "cpu")
+    blocks = [n for n in svg.nodes if re.fullmatch(r"layer\d\.\d", n)]
+    assert blocks == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert not any("add" in n for n in svg.nodes)  # inside the blocks, below the depth
+    assert svg.into("flatten#0") == [("avgpool", "[1, 512, 1, 1]")]
+    assert sorted(c[0] for c in svg.clusters.values()) == [
+        f"layer{i} · Sequential" for i in range(1, 5)]
+    assert len(svg.nodes) == 17 and len(svg.edges) == 16  # a chain: input to output
+
+
+def test_expand_opens_one_module(cli: Cli, tmp_path: Path) -> None:
+    svg = draw_svg(cli, tmp_path, "resnet18", "3x64x64", "--device", "cpu", "--depth", "1",
+                   "-e", "layer2.1")
+    assert "layer1" in svg.nodes and "layer3" in svg.nodes
+    assert "layer2.0" in svg.nodes and "layer2.1.conv1" in svg.nodes
+    assert "layer2.1:add_#0" in svg.nodes and "layer2.0.conv1" not in svg.nodes
+
+
+def test_tiny_llama_folds_repeated_layers(cli: Cli, tmp_path: Path) -> None:
+    spec = ("sample_models.llama:llama_tiny", "int64:16")
+    svg = draw_svg(cli, tmp_path, *spec)
+    assert list(svg.nodes) == ["input:tokens", "tok_embeddings", "layers.0", "norm", "output",
+                               "output:"]
+    assert svg.labels("layers.0") == ["layers.0–3", "DecoderLayer ×4 · 45.44K params each",
+                                      "[1, 16, 64]"]
+    assert svg.labels("input:tokens") == ["tokens", "[1, 16]", "int64"]
+    assert svg.into("layers.0") == [("tok_embeddings", "[1, 16, 64]")]
+    assert svg.out_of("layers.0") == [("norm", "[1, 16, 64]")]
+
+    unfolded = draw_svg(cli, tmp_path, *spec, "--no-fold")
+    assert [n for n in unfolded.nodes if n.startswith("layers.")] == [
+        f"layers.{i}" for i in range(4)]
+    assert unfolded.into("layers.2") == [("layers.1", "[1, 16, 64]")]
+
+    opened = draw_svg(cli, tmp_path, *spec, "--depth", "3")
+    assert "layers.0–3 · DecoderLayer ×4" in [c[0] for c in opened.clusters.values()]
+    assert not any(n.startswith(("layers.1", "layers.2", "layers.3")) for n in opened.nodes)
+    assert sorted(src for src, _ in opened.into("layers.0:add#0")) == [
+        "layers.0.attention", "tok_embeddings"]
+    assert opened.out_of("layers.0:add#1") == [("norm", "[1, 16, 64]")]  # the run's exit
+
+    member = draw_svg(cli, tmp_path, *spec, "--expand", "layers.2")  # any member opens the run
+    assert member.clusters == opened.clusters and member.nodes == opened.nodes
+
+
+def test_llama_7b_on_meta_folds_32_layers() -> None:
+    drawing = api.graph("sample_models.llama:llama_7b", "int64:128", device="meta")
+    assert drawing.graph is not None
+    assert [n.id for n in drawing.graph.nodes] == [
+        "input:tokens", "tok_embeddings", "layers.0", "norm", "output", "output:"]
+    folded = drawing.graph.node("layers.0")
+    assert folded.title == "layers.0–31"
+    assert folded.lines == ["DecoderLayer ×32 · 202.38M params each", "[1, 128, 4096]"]
+    assert folded.repeat == 32 and drawing.source.count("peripheries=2") == 1  # drawn stacked
+    svg = parse_svg(drawing.pipe("svg"))
+    assert svg.labels("layers.0")[1] == "DecoderLayer ×32 · 202.38M params each"
+    assert svg.out_of("output") == [("output:", "[1, 128, 32000]")]
+
+
+class KeywordBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, *, scale: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * scale
+
+
+class KeywordNet(nn.Module):
+    """Calls a block with keyword arguments, which the engine's pre-hook does not see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 4)
+        self.gate = nn.Linear(4, 4)
+        self.block = KeywordBlock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x=self.first(x), scale=torch.sigmoid(self.gate(x)))
+
+
+def test_keyword_arguments_are_edges_too() -> None:
+    drawing = api.graph(KeywordNet(), "4", depth=1)
+    assert drawing.graph is not None
+    into = sorted((e.src, e.label) for e in drawing.graph.edges if e.dst == "block")
+    assert into == [("first", "[1, 4]"), ("sigmoid#0", "[1, 4]")]
+
+
+def test_rankdir_lr_and_legend(cli: Cli, tmp_path: Path) -> None:
+    result = cli("graph", *NET, "--rankdir", "lr")
+    assert result.exit_code == 0
+    assert "rankdir=LR" in result.stdout
+    svg = draw_svg(cli, tmp_path, *NET, "--rankdir", "LR")
+    assert svg.width > svg.height
+
+
+def test_legend_lists_the_kinds_drawn(tmp_path: Path) -> None:
+    drawing = api.graph("resnet18", "3x64x64", device="cpu")
+    root = ET.fromstring(drawing.pipe("svg"))
+    legend = next(g for g in root.iter(f"{SVG}g") if g.findtext(f"{SVG}title") == "legend")
+    assert [t.text for t in legend.iter(f"{SVG}text")] == [
+        "convolution", "linear", "normalization", "activation", "pooling", "block / other",
+        "functional op"]
+
+
+# --- files: PNG, PDF, DOT -----------------------------------------------------------------
+
+def test_png_signature_and_size(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "net.png"
+    result = cli("graph", *NET, "-o", str(target))
+    assert result.exit_code == 0
+    data = target.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = png_size(data)
+    svg = draw_svg(cli, tmp_path, *NET)
+    # Graphviz draws PNG at 96 dpi and SVG in points (72 a inch).
+    assert abs(width - svg.width * 96 / 72) < 4 and abs(height - svg.height * 96 / 72) < 4
+    assert height > 2 * width
+    assert result.stderr.strip() == f"note: wrote {target} (14 nodes, {len(data):,} bytes)"
+
+
+def test_pdf_and_format_option(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "net.out"
+    result = cli("graph", *NET, "--format", "pdf", "-o", str(target))
+    assert result.exit_code == 0
+    assert target.read_bytes().startswith(b"%PDF-")
+
+
+def test_gv_extension_is_dot(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "net.gv"
+    assert cli("graph", *NET, "-o", str(target)).exit_code == 0
+    assert target.read_text() == (GOLDEN / "graph_net.gv").read_text()
+
+
+def long_chain() -> nn.Sequential:
+    """450 layers in a row: taller than PNG allows, when not folded."""
+    return nn.Sequential(*(nn.Linear(2, 2) for _ in range(450)))
+
+
+def test_png_over_the_size_limit_warns(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "chain.png"
+    result = cli("graph", "tests.test_graph:long_chain", "2", "--no-fold", "-d", "1",
+                 "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    width, height = png_size(target.read_bytes())
+    assert height == PNG_LIMIT
+    warning = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"note: the graph is [\d,]+ x [\d,]+ px, over the 32,767 px a side that PNG allows "
+        rf"here, so Graphviz shrank it to {width} x 32,767 \(0\.\d\dx\) and small text may be "
+        r"unreadable; write SVG \(-o model\.svg\) or draw fewer nodes \(a smaller --depth\)\.",
+        warning), warning
+    folded = cli("graph", "tests.test_graph:long_chain", "2", "-o", str(tmp_path / "f.png"))
+    assert "shrank" not in folded.stderr  # folded, the chain is one node
+
+
+# --- the autograd view --------------------------------------------------------------------
+
+def _torchviz_nodes(output: torch.Tensor | tuple[torch.Tensor, ...], model: nn.Module) -> int:
+    from torchviz import make_dot
+
+    with warnings.catch_warnings():  # torchviz 0.0.3 compares versions with distutils
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dot = make_dot(output, params=dict(model.named_parameters()))
+    return sum(1 for line in dot.body if re.match(r"\s*\d+ \[", line))
+
+
+def test_autograd_view_matches_torchviz(cli: Cli, tmp_path: Path) -> None:
+    from sample_models.seeds import Net
+
+    svg = draw_svg(cli, tmp_path, *NET, "--view", "autograd")
+    model = Net()
+    assert len(svg.nodes) == _torchviz_nodes(model(torch.randn(1, 1, 28, 28)), model)
+    texts = [line for lines in svg.nodes.values() for line in lines]
+    for name, param in model.named_parameters():
+        shape = "(" + ", ".join(str(d) for d in param.shape) + ")"
+        assert texts[texts.index(name) + 1] == shape
+    assert texts.count("AddmmBackward0") == 3
+
+
+def test_autograd_dict_output_and_saved_tensors(tmp_path: Path) -> None:
+    from sample_models.multi_io import DictOutputNet
+
+    model = DictOutputNet()
+    out = model(torch.randn(1, 16))
+    expected = _torchviz_nodes((out["logits"], out["embedding"]), model)
+    drawing = api.graph(DictOutputNet(), "16", view="autograd")
+    svg = parse_svg(drawing.pipe("svg"))
+    assert len(svg.nodes) == expected
+    saved = parse_svg(api.graph(DictOutputNet(), "16", view="autograd",
+                                show_saved=True).pipe("svg"))
+    assert len(saved.nodes) > expected
+    assert any("mat2" in line for lines in saved.nodes.values() for line in lines)
+
+
+def test_autograd_on_meta_names_the_copys_parameters() -> None:
+    drawing = api.graph("sample_models.llama:llama_tiny", "int64:16", device="meta",
+                        view="autograd")
+    assert "layers.3.feed_forward.w2.weight" in drawing.source
+
+
+# --- mistakes: exit status 2 and one exact line ---------------------------------------------
+
+def test_missing_dot_is_a_clear_error(run_modelviz: Callable[..., Result],
+                                      tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = run_modelviz("graph", *NET, "-o", str(tmp_path / "net.svg"),
+                          env={"PATH": str(empty)})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == MISSING_DOT.format(fmt="SVG")
+    assert not (tmp_path / "net.svg").exists()
+    dot_file = tmp_path / "net.dot"
+    result = run_modelviz("graph", *NET, "-o", str(dot_file), env={"PATH": str(empty)})
+    assert result.exit_code == 0, result.stderr
+    assert dot_file.read_text() == (GOLDEN / "graph_net.gv").read_text()
+
+
+def test_missing_dot_in_the_library(tmp_path: Path) -> None:
+    drawing = Drawing("digraph { a -> b }", dot=tmp_path / "no" / "dot")
+    with pytest.raises(MissingToolError) as info:
+        drawing.save(tmp_path / "x.png")
+    assert str(info.value) == (
+        f"Graphviz's dot program was not found at {tmp_path / 'no' / 'dot'}; it is needed to "
+        "write PNG. Install Graphviz (apt-get install graphviz, or brew install graphviz), or "
+        "write -o model.dot, which needs no Graphviz.")
+    assert not (tmp_path / "x.png").exists()
+    assert drawing.save(tmp_path / "x.dot").data == b"digraph { a -> b }"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("-o", "net.jpg"), "error: cannot tell the format of net.jpg from its extension. Use .png, "
+                        ".svg, .pdf, .dot or .gv, or pass --format."),
+    (("--expand", "fc9"), "error: --expand 'fc9': the model has no module of that name. Close "
+                          "names: fc3, fc2, fc1."),
+    (("--expand", "fc1"), "error: --expand 'fc1': fc1 (Linear) has no submodules to open. "
+                          "Expand a module that has submodules."),
+    (("--expand", "nothing_like_it"), "error: --expand 'nothing_like_it': the model has no "
+     "module of that name. Use a module name as modelviz summary shows it."),
+    (("--show-saved",), "error: --show-saved applies to --view autograd, not to --view "
+                        "modules. Drop --show-saved, or draw --view autograd."),
+    (("--view", "autograd", "--depth", "3"), "error: --depth applies to --view modules, not "
+     "to --view autograd. Drop --depth, or draw --view modules."),
+])
+def test_mistakes(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  args: tuple[str, ...], message: str) -> None:
+    result = cli("graph", *NET, *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == message
+    assert result.stdout == ""
+
+
+def test_bad_rankdir(cli: Cli) -> None:
+    result = cli("graph", *NET, "--rankdir", "XY")
+    assert result.exit_code == 2
+    assert "Invalid value for '--rankdir'" in result.stderr
+    assert "'XY' is not one of 'tb', 'lr'." in result.stderr
+
+
+def test_library_validates_its_arguments() -> None:
+    with pytest.raises(SpecError, match="unknown rankdir 'up'"):
+        api.graph("sample_models.seeds:tanh_mlp", "8", rankdir="up")
+    with pytest.raises(SpecError, match="unknown graph view 'layers'"):
+        api.graph("sample_models.seeds:tanh_mlp", "8", view="layers")
+
+
+def test_probe_keeps_no_tensors_and_leaves_the_model_alone() -> None:
+    from modelviz.dataflow import DataflowProbe
+
+    prepared = api.prepare("sample_models.seeds:Net", "1x28x28")
+    before = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+    probe = DataflowProbe(prepared.inputs.args)
+    trace = api.run(prepared, probes=(probe,))
+    flow = trace.probes["dataflow"]
+    assert probe._producers == {}  # weak references only, dropped at the end
+    assert [e.name for e in flow.events if e.kind == "op"] == ["relu", "relu", "view", "relu",
+                                                               "relu"]
+    assert all(torch.equal(before[k], v) for k, v in prepared.model.state_dict().items())
+    assert torch.overrides._get_current_function_mode() is None  # the mode was left
