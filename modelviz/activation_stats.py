@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,38 @@ def select_modules(model: nn.Module, layers: Sequence[str] = (), types: Sequence
                             f"Its module types: {_listing(kinds)}.")
         chosen.update(found)
     return [n for n in names if n in chosen]
+
+
+# Types that rarely make an informative picture on their own: the layer before them shows the same.
+_PLAIN_TYPES = re.compile(r"\w*(Norm|Pool|Dropout)\dd|\w*(Norm|Pool)|ReLU\d*|LeakyReLU|GELU|SiLU|"
+                          r"Sigmoid|Tanh|Softmax|Identity|Flatten|Hardswish|Hardsigmoid|Mish|"
+                          r"Dropout")
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+
+
+def representative_modules(model: nn.Module, count: int = 4) -> list[str]:
+    """A few modules spread from input to output, for reports that cannot ask the user.
+
+    The shallowest depth with ``count`` modules worth drawing (convolutions, blocks, linear
+    layers rather than norms and activations), then evenly spaced picks from first to last.
+    """
+    named = [(n, m) for n, m in model.named_modules()
+             if n and not isinstance(m, _CONTAINERS)]
+    if not named:
+        return []
+    deepest = max(n.count(".") for n, _ in named) + 1
+    candidates: list[str] = []
+    for depth in range(1, deepest + 1):
+        level = [n for n, m in named if n.count(".") + 1 == depth]
+        wanted = [n for n, m in named if n.count(".") + 1 == depth
+                  and not _PLAIN_TYPES.fullmatch(type(m).__name__)]
+        candidates = wanted if len(wanted) >= min(count, 2) else level
+        if len(candidates) >= count:
+            break
+    if len(candidates) <= count:
+        return candidates
+    picks = sorted({round(i * (len(candidates) - 1) / (count - 1)) for i in range(count)})
+    return [candidates[i] for i in picks]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch import nn
 
 from modelviz import engine
 from modelviz.devices import resolve_device
-from modelviz.errors import SpecError
+from modelviz.errors import DeviceError, SpecError
 from modelviz.inputs import ModelInputs, build_inputs, load_inputs
 from modelviz.layer_table import Summary
 from modelviz.loading import LoadedModel, load_model
@@ -24,9 +24,11 @@ from modelviz.records import Trace
 from modelviz.specs import MODEL_DTYPES, InputSpec, parse_dtype, parse_size
 
 if TYPE_CHECKING:
-    from modelviz.activation_stats import ActivationReport
+    from modelviz.activation_stats import ActivationProbe, ActivationReport
+    from modelviz.dataflow import DataflowProbe
     from modelviz.graphviz_tool import Drawing
     from modelviz.images import ImageInput
+    from modelviz.tensorboard_log import TensorboardLog
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
 
@@ -78,8 +80,12 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
         loaded = load_model(model, weights=weights, strict=strict,
                             device=engine.model_device(model) or target)
     else:
-        loaded = load_model(model, kwargs=kwargs, weights=weights, strict=strict,
-                            trust_pickle=trust_pickle, device=target, dtype=float_dtype)
+        # Random weights come from ``seed`` too, so that two runs print the same numbers; the
+        # caller's own random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            loaded = load_model(model, kwargs=kwargs, weights=weights, strict=strict,
+                                trust_pickle=trust_pickle, device=target, dtype=float_dtype)
     input_dtype = float_dtype or engine.model_dtype(loaded.module) or torch.float32
     if input_file is not None:
         if specs:
@@ -134,9 +140,8 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
          rankdir: str = "TB", show_saved: bool = False, show_attrs: bool = False,
          train: bool = False, dot: str | Path | None = None) -> Drawing:
     """The graph of a prepared model as a ``graphviz_tool.Drawing``, from one pass."""
-    from modelviz.dataflow import DEFAULT_DEPTH, DataflowProbe, build_graph, input_names
     from modelviz.graphviz_tool import Drawing
-    from modelviz.render.dot import RANKDIRS, to_dot
+    from modelviz.render.dot import RANKDIRS
 
     if view not in GRAPH_VIEWS:
         raise SpecError(f"unknown graph view {view!r}.", "Use modules or autograd.")
@@ -158,13 +163,32 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
     if show_saved or show_attrs:
         raise SpecError("show_saved and show_attrs apply to the autograd view only.",
                         "Drop them, or draw --view autograd.")
-    inputs = prepared.inputs
-    probe = DataflowProbe(inputs.args, inputs.kwargs, input_names(prepared.model, inputs.args))
+    probe = graph_probe(prepared)
     result = run(prepared, train=train, probes=(probe,))
+    return module_drawing(prepared, result, probe, depth=depth, expand=opened, fold=fold,
+                          rankdir=direction, dot=dot)
+
+
+def graph_probe(prepared: Prepared) -> DataflowProbe:
+    """The probe that records data flow between modules, to run in a pass with other probes."""
+    from modelviz.dataflow import DataflowProbe, input_names
+
+    inputs = prepared.inputs
+    return DataflowProbe(inputs.args, inputs.kwargs, input_names(prepared.model, inputs.args))
+
+
+def module_drawing(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
+                   depth: int | None = None, expand: tuple[str, ...] = (), fold: bool = True,
+                   rankdir: str = "TB", dot: str | Path | None = None) -> Drawing:
+    """The module view from a pass that ran ``probe``."""
+    from modelviz.dataflow import DEFAULT_DEPTH, build_graph
+    from modelviz.graphviz_tool import Drawing
+    from modelviz.render.dot import to_dot
+
     chosen = DEFAULT_DEPTH if depth is None else depth
-    built = build_graph(result, result.probes[probe.name], depth=chosen, expand=opened,
+    built = build_graph(trace, trace.probes[probe.name], depth=chosen, expand=expand,
                         fold=fold, title=prepared.loaded.name)
-    return Drawing(to_dot(built, rankdir=direction), view=view, graph=built, dot=dot)
+    return Drawing(to_dot(built, rankdir=rankdir), view="modules", graph=built, dot=dot)
 
 
 def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
@@ -231,18 +255,12 @@ def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
     return Prepared(base.loaded, inputs, base.device, batch_size), made
 
 
-def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
-                        types: tuple[str, ...] | list[str] = (), images: bool = False,
-                        max_channels: int = 64, hist: bool = False, train: bool = False,
-                        picture: ImageInput | None = None) -> ActivationReport:
-    """One pass measuring the chosen modules (all of them if neither ``layers`` nor ``types``);
-    with ``images``, the chosen layers also keep what their pictures need."""
-    from modelviz.activation_stats import (
-        ActivationProbe,
-        ActivationReport,
-        is_glob,
-        select_modules,
-    )
+def activation_probe(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
+                     types: tuple[str, ...] | list[str] = (), images: bool = False,
+                     max_channels: int = 64, hist: bool = False) -> ActivationProbe:
+    """The probe measuring the chosen modules (all if neither ``layers`` nor ``types``), to run
+    in a pass with other probes; with ``images`` it also keeps what their pictures need."""
+    from modelviz.activation_stats import ActivationProbe, select_modules
 
     if prepared.device.type == "meta":
         raise SpecError("activation statistics need real numbers, and the meta device has only "
@@ -252,12 +270,17 @@ def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[st
         raise SpecError(f"bad --max-channels {max_channels}.", "Use 1 or more.")
     names = select_modules(prepared.model, tuple(layers), tuple(types),
                            model_name=prepared.loaded.name)
-    probe = ActivationProbe(names, image_modules=names if images else (),
-                            max_channels=max_channels, hist=hist)
-    inputs = prepared.inputs
-    trace = engine.run(prepared.model, inputs.args, inputs.kwargs, device=prepared.device,
-                       train=train, count_flops=False, probes=(probe,))
-    report = ActivationReport(model=prepared.loaded.name, inputs=inputs.describe(),
+    return ActivationProbe(names, image_modules=names if images else (),
+                           max_channels=max_channels, hist=hist)
+
+
+def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, *,
+                      layers: tuple[str, ...] | list[str] = (),
+                      picture: ImageInput | None = None) -> ActivationReport:
+    """The probe's measurements from ``trace``, with notes on chosen layers that did not run."""
+    from modelviz.activation_stats import ActivationReport, is_glob
+
+    report = ActivationReport(model=prepared.loaded.name, inputs=prepared.inputs.describe(),
                               layers=trace.probes[probe.name], device=trace.device,
                               picture=picture)
     for pattern in layers:
@@ -275,6 +298,19 @@ def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[st
         raise SpecError(f"the chosen modules produced no tensor in the forward pass: {why}.",
                         "Choose modules that run; `modelviz summary` lists what ran.")
     return report
+
+
+def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
+                        types: tuple[str, ...] | list[str] = (), images: bool = False,
+                        max_channels: int = 64, hist: bool = False, train: bool = False,
+                        picture: ImageInput | None = None) -> ActivationReport:
+    """One pass measuring the chosen modules (FLOPs not counted: only the statistics matter)."""
+    probe = activation_probe(prepared, layers=layers, types=types, images=images,
+                             max_channels=max_channels, hist=hist)
+    inputs = prepared.inputs
+    trace = engine.run(prepared.model, inputs.args, inputs.kwargs, device=prepared.device,
+                       train=train, count_flops=False, probes=(probe,))
+    return activation_report(prepared, trace, probe, layers=layers, picture=picture)
 
 
 def activations(model: str | nn.Module, *sizes: SizeLike,
@@ -316,3 +352,40 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
     if output_dir is not None:
         write_images(report, output_dir, hist=hist)
     return report
+
+
+# TensorBoard: the seed posts' SummaryWriter routine from one pass.
+
+
+def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
+                layers: str | tuple[str, ...] | list[str] = (),
+                types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
+                histograms: bool = True, max_channels: int = 16, train: bool = False,
+                **options: Any) -> TensorboardLog:
+    """Write a TensorBoard run: graph, parameter histograms, activation images, summary text.
+
+    One instrumented pass gives both the summary and the activation images of ``layers`` /
+    ``types`` (default: a few representative layers, ``representative_modules``). The graph is
+    TensorBoard's own ``add_graph`` trace. ``options`` are those of ``prepare``.
+    """
+    from modelviz.activation_stats import representative_modules
+    from modelviz.render.feature_maps import layer_pixels
+    from modelviz.tensorboard_log import write_log
+
+    chosen_layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    chosen_types = (types,) if isinstance(types, str) else tuple(types)
+    prepared = prepare(model, *sizes, **options)
+    if prepared.device.type == "meta":
+        raise DeviceError("a TensorBoard log needs real weights and activations, and the meta "
+                          "device has only shapes.", "Use --device cpu (or cuda).")
+    if not chosen_layers and not chosen_types:
+        chosen_layers = tuple(representative_modules(prepared.model))
+    probe = activation_probe(prepared, layers=chosen_layers, types=chosen_types, images=True,
+                             max_channels=max_channels)
+    result = run(prepared, train=train, probes=(probe,))
+    report = activation_report(prepared, result, probe, layers=chosen_layers)
+    pictures = {layer.name: layer_pixels(layer) for layer in report.layers
+                if layer.capture is not None}
+    return write_log(logdir, prepared.model, prepared.inputs.args, summarize(prepared, result),
+                     graph=graph, histograms=histograms, activation_images=pictures,
+                     train=train)

@@ -18,6 +18,7 @@ from modelviz.cli import diff as diff_cmd
 from modelviz.cli import graph as graph_cmd
 from modelviz.cli import models as models_cmd
 from modelviz.cli import summary as summary_cmd
+from modelviz.cli import tensorboard as tensorboard_cmd
 from modelviz.cli._console import error_line
 from modelviz.errors import ModelvizError
 
@@ -86,6 +87,7 @@ app.command("diff")(diff_cmd.diff)
 app.command("models")(models_cmd.models)
 app.command("activations")(activations_cmd.activations)
 app.command("graph")(graph_cmd.graph)
+app.command("tensorboard")(tensorboard_cmd.tensorboard)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from modelviz.api import Prepared
+    from modelviz.specs import InputSpec
 
 PANEL = "Model and input"
 
@@ -93,17 +94,43 @@ class ModelOptions:
     seed: int = 0
     train: bool = False
 
-    def prepare(self) -> "Prepared":
-        """Parse the strings (a bad one is named) and load the model and its inputs."""
-        from modelviz import api
+    def api_args(self) -> tuple[str, list["InputSpec"], dict[str, Any]]:
+        """MODEL, parsed SIZES and ``api.prepare``'s keyword arguments; a bad string is named."""
         from modelviz.specs import parse_kwargs, parse_sizes
 
-        return api.prepare(
-            self.model.strip(), *parse_sizes(self.sizes), device=self.device, dtype=self.dtype,
-            batch_size=self.batch_size, kwargs=parse_kwargs(self.kwarg), weights=self.weights,
-            strict=self.strict, trust_pickle=self.trust_pickle, input_file=self.input_file,
-            seed=self.seed,
-        )
+        return self.model.strip(), parse_sizes(self.sizes), {
+            "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+            "kwargs": parse_kwargs(self.kwarg), "weights": self.weights, "strict": self.strict,
+            "trust_pickle": self.trust_pickle, "input_file": self.input_file,
+            "seed": self.seed}
+
+    def prepare(self) -> "Prepared":
+        """Load the model and its inputs."""
+        from modelviz import api
+
+        model, sizes, options = self.api_args()
+        return api.prepare(model, *sizes, **options)
+
+
+    def load(self, *, quiet: bool = False) -> "Prepared":
+        """``prepare`` under a spinner, then what the loader has to say, on stderr."""
+        from modelviz.cli._console import spinner
+
+        with spinner(f"Loading {self.model}", quiet=quiet):
+            prepared = self.prepare()
+        tell_loaded(prepared)
+        return prepared
+
+
+def tell_loaded(prepared: "Prepared") -> None:
+    """The loader's notes (family default sizes, --no-strict key problems) for the user."""
+    from modelviz.cli._console import note
+
+    for message in prepared.loaded.notes:
+        note(message)
+    report = prepared.loaded.weights
+    if report is not None and not report.clean:
+        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

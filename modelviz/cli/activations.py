@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelviz.cli._console import note, print_out, spinner
-from modelviz.cli._options import ModelOptions, model_command
+from modelviz.cli._options import ModelOptions, model_command, tell_loaded
 from modelviz.errors import SpecError
 
 if TYPE_CHECKING:
@@ -143,10 +143,6 @@ def activations(
         check_folder(folder)
 
     with spinner(f"Loading {opts.model}", quiet=as_json):
-        import torch
-
-        # Models built with random weights draw them from --seed too: two runs print the same.
-        torch.manual_seed(opts.seed)
         picture = None
         if image is not None:
             prepared, picture = api.prepare_image(
@@ -156,11 +152,7 @@ def activations(
                 trust_pickle=opts.trust_pickle, input_file=opts.input_file, seed=opts.seed)
         else:
             prepared = opts.prepare()
-    for message in prepared.loaded.notes:
-        note(message)
-    report = prepared.loaded.weights
-    if report is not None and not report.clean:
-        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
+    tell_loaded(prepared)
     if picture is not None:
         note(f"input: {picture.path} as {'x'.join(map(str, picture.shape))} ({picture.how})")
     with spinner("Running the forward pass", quiet=as_json):

@@ -95,13 +95,7 @@ def graph(
         raise OutputError(f"{chosen.upper()} is binary and stdout is a terminal.",
                           f"Give -o model.{chosen}, or redirect stdout to a file.")
 
-    with spinner(f"Loading {opts.model}"):
-        prepared = opts.prepare()
-    for message in prepared.loaded.notes:
-        note(message)
-    report = prepared.loaded.weights
-    if report is not None and not report.clean:
-        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
+    prepared = opts.load()
     with spinner("Running the forward pass"):
         drawing = api.draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
                            fold=fold, rankdir=rankdir.value, show_saved=show_saved,

@@ -96,13 +96,7 @@ def summary(
     flops_budget = parse_count(max_flops, what="--max-flops") if max_flops else None
     quiet = chosen in (SummaryFormat.json, SummaryFormat.csv) and output is None
 
-    with spinner(f"Loading {opts.model}", quiet=quiet):
-        prepared = opts.prepare()
-    for message in prepared.loaded.notes:
-        note(message)
-    report = prepared.loaded.weights
-    if report is not None and not report.clean:
-        note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
+    prepared = opts.load(quiet=quiet)
     with spinner("Running the forward pass", quiet=quiet):
         result = api.summarize(prepared, api.run(prepared, train=opts.train))
 

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Layout", "check_folder", "file_stem", "grid_shape", "layout", "render_layer",
-           "write_images"]
+__all__ = ["Layout", "check_folder", "file_stem", "grid_shape", "layer_pixels", "layout",
+           "render_layer", "write_images"]
 
 DPI = 100
 GRID_CMAP = "viridis"  # perceptually uniform: dark is low, yellow is high
@@ -297,6 +297,16 @@ def render_layer(layer: LayerStats, *, picture: torch.Tensor | None = None,
         _histogram(fig, capture, size)
     _title(fig, layer, caption, size)
     return fig
+
+
+def layer_pixels(layer: LayerStats, *, picture: torch.Tensor | None = None,
+                 hist: bool = False) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """The layer's figure as an H x W x 3 uint8 array, for TensorBoard's ``add_image``."""
+    fig = render_layer(layer, picture=picture, hist=hist)
+    canvas = fig.canvas
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
+    return np.ascontiguousarray(rgba[..., :3])
 
 
 def file_stem(name: str) -> str:
