@@ -16,11 +16,8 @@ import io
 import json
 import math
 import platform
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,31 +28,9 @@ from torchsummary import summary as torchsummary
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._timing import interleaved  # noqa: E402
 from modelviz import engine  # noqa: E402
 from modelviz.layer_table import Summary  # noqa: E402
-
-
-def interleaved(candidates: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median seconds of each candidate, run in turn so that drift hits them all alike.
-
-    A candidate that raises (torchsummary on models it cannot handle) is reported as NaN.
-    """
-    failed = set()
-    for name, run in candidates.items():  # warm-up: allocator, caches, lazy imports
-        try:
-            run()
-            run()
-        except Exception:
-            failed.add(name)
-    candidates = {k: v for k, v in candidates.items() if k not in failed}
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeat):
-        for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    result = {name: statistics.median(values) for name, values in times.items()}
-    return result | dict.fromkeys(failed, float("nan"))
 
 
 def bench_model(name: str, repeat: int) -> dict[str, float]:
@@ -86,18 +61,9 @@ def bench_model(name: str, repeat: int) -> dict[str, float]:
 
 
 META = """
-import json, resource, sys, time
+import json, sys, time
 
-def peak_rss():
-    # VmHWM starts afresh at exec; ru_maxrss would carry the forking parent's size over.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from modelviz.memory import peak_rss
 
 from modelviz import api
 start = time.perf_counter()

@@ -10,18 +10,9 @@ import time
 from tests.conftest import ROOT
 
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 
-def peak_rss():
-    # VmHWM starts afresh at exec; ru_maxrss would carry the forking parent's size over.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from modelviz.memory import peak_rss
 
 from modelviz.cli import app
 start = time.perf_counter()

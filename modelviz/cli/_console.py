@@ -7,7 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import typer
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console, RenderableType
 
 
@@ -61,3 +65,14 @@ def spinner(message: str, *, quiet: bool = False) -> Iterator[None]:
         return
     with console.status(message):
         yield
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Rendered text to stdout, or into ``output`` (written whole or not at all) with a note."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from modelviz.output import write_text
+
+    write_text(output, text)
+    note(f"wrote {output}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._console import emit, note, print_out, spinner
 from modelviz.cli._options import ModelOptions, model_options
 from modelviz.errors import CheckFailed, OutputError
 
@@ -79,7 +79,6 @@ def diff(
     Example: modelviz diff main/summary.json sample_models.seeds:Net 1x28x28
     """
     from modelviz.model_diff import compare
-    from modelviz.output import write_text
 
     chosen = fmt or (EXTENSIONS.get(output.suffix.lower()) if output else DiffFormat.table)
     if chosen is None:
@@ -101,11 +100,7 @@ def diff(
         else:
             text = plain_text(renderable)
     if text is not None:
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            write_text(output, text)
-            note(f"wrote {output}")
+        emit(text, output)
     if fail_on_increase is not None:
         grown = result.increases_over(fail_on_increase)
         if grown:

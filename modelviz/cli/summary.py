@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._console import emit, print_out, spinner
 from modelviz.cli._options import ModelOptions, model_command
 from modelviz.errors import CheckFailed, OutputError, SpecError
 from modelviz.render.options import ALL_COLUMNS, SummaryColumns, TableOptions
@@ -87,7 +87,6 @@ def summary(
     Example: modelviz summary vgg16 3x224x224
     """
     from modelviz import api
-    from modelviz.output import write_text
     from modelviz.specs import parse_count
 
     chosen = choose_format(fmt, output)
@@ -127,11 +126,7 @@ def summary(
 
         text = render_csv(result)
     if text is not None:
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            write_text(output, text)
-            note(f"wrote {output}")
+        emit(text, output)
 
     problems = []
     if params_budget is not None and result.totals.params > params_budget:

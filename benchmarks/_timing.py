@@ -1,0 +1,32 @@
+"""Timing shared by the benchmarks: medians of interleaved runs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
+                warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each candidate, run in turn so that drift hits them all alike.
+
+    A candidate that raises during warm-up (torchsummary on models it cannot handle) is
+    reported as NaN.
+    """
+    failed = set()
+    for name, run in candidates.items():  # warm-up: allocator, caches, lazy imports
+        try:
+            for _ in range(warmup):
+                run()
+        except Exception:
+            failed.add(name)
+    candidates = {k: v for k, v in candidates.items() if k not in failed}
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeat):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    return result | dict.fromkeys(failed, float("nan"))
