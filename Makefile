@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/modelviz summary vgg16 3x224x224 --device cpu
 	@mkdir -p $(ARTIFACTS)
-	$(BIN)/modelviz summary sample_models.seeds:Net 1x28x28 --columns all -o $(ARTIFACTS)/net_summary.md
-	$(BIN)/modelviz summary sample_models.seeds:Net 1x28x28 -o $(ARTIFACTS)/net_summary.json
 	$(BIN)/modelviz summary sample_models/llama.py:llama_7b int64:128 --device meta --fold --depth 2
-	@echo "demo artifacts are in $(ARTIFACTS)/"
+	$(BIN)/modelviz summary resnet18 --columns all -o $(ARTIFACTS)/resnet18_summary.md
+	$(BIN)/modelviz graph resnet18 -o $(ARTIFACTS)/resnet18.svg
+	$(BIN)/modelviz graph sample_models.seeds:Net 1x28x28 --view autograd -o $(ARTIFACTS)/net_autograd.svg
+	$(BIN)/modelviz activations resnet18 --layer conv1 --layer layer4 --hist -o $(ARTIFACTS)/activations
+	$(BIN)/modelviz export-onnx resnet18 -o $(ARTIFACTS)/resnet18.onnx
+	$(BIN)/modelviz tensorboard resnet18 --logdir $(ARTIFACTS)/runs/resnet18
+	$(BIN)/modelviz report resnet18 -o $(ARTIFACTS)/report
+	@echo "demo artifacts are in $(ARTIFACTS)/: open $(ARTIFACTS)/report/index.html"
 
 test: setup
 	@scripts/system-deps.sh chromium
@@ -34,7 +39,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/python benchmarks/summary_vs_peers.py
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache

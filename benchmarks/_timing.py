@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable
 
 
 def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
-                warmup: int = 2) -> dict[str, float]:
+                warmup: int = 2, collect: bool = False) -> dict[str, float]:
     """Median seconds of each candidate, run in turn so that drift hits them all alike.
+
+    ``collect``: a full garbage collection before each run, untimed, so that a candidate that
+    leaves much cyclic garbage (the ONNX exporter does) does not bill the next one for it.
 
     A candidate that raises during warm-up (torchsummary on models it cannot handle) is
     reported as NaN.
@@ -25,6 +29,8 @@ def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeat):
         for name, run in candidates.items():
+            if collect:
+                gc.collect()
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)

@@ -10,11 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "activations", "graph", "prepare", "summary", "trace"]
+__all__ = ["__version__", "activations", "export_onnx", "graph", "prepare", "summary",
+           "tensorboard", "trace", "write_report"]
 _API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
-    from modelviz.api import activations, graph, prepare, summary, trace
+    from modelviz.api import (
+        activations,
+        export_onnx,
+        graph,
+        prepare,
+        summary,
+        tensorboard,
+        trace,
+        write_report,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from modelviz.dataflow import DataflowProbe
     from modelviz.graphviz_tool import Drawing
     from modelviz.images import ImageInput
+    from modelviz.onnx_export import ExportResult
+    from modelviz.report import Report
     from modelviz.tensorboard_log import TensorboardLog
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
@@ -354,6 +356,29 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
     return report
 
 
+# ONNX: a checked, verified file for Netron and runtimes.
+
+
+def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
+                exporter: str = "auto", opset: int | None = None, dynamic_batch: bool = True,
+                verify: bool = True, atol: float = 1e-4, external_data: bool | None = None,
+                train: bool = False, **options: Any) -> ExportResult:
+    """Export to ``output`` (.onnx), check it with onnx.checker and, with ``verify``, compare
+    ONNX Runtime's output with torch's on the same inputs.
+
+    Returns an ``ExportResult``: ``.ok`` (parity within ``atol``), ``.parity`` per output,
+    ``.inputs``/``.outputs``, ``.op_counts``, ``.notes``. A failed export raises ``ExportError``
+    and leaves no file. ``options`` are those of ``prepare``.
+    """
+    from modelviz import onnx_export
+
+    onnx_export.check_output(output)
+    prepared = prepare(model, *sizes, **options)
+    return onnx_export.export(prepared, output, exporter=exporter, opset=opset,
+                              dynamic_batch=dynamic_batch, verify=verify, atol=atol,
+                              external_data=external_data, train=train)
+
+
 # TensorBoard: the seed posts' SummaryWriter routine from one pass.
 
 
@@ -389,3 +414,20 @@ def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
     return write_log(logdir, prepared.model, prepared.inputs.args, summarize(prepared, result),
                      graph=graph, histograms=histograms, activation_images=pictures,
                      train=train)
+
+
+def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Path,
+           layers: str | tuple[str, ...] | list[str] = (), depth: int | None = None,
+           onnx: bool = True, atol: float = 1e-4, static: bool = False, max_channels: int = 16,
+           train: bool = False, **options: Any) -> Report:
+    """Every artifact in ``output_dir``: summary.json/.md, graph.svg, model.onnx, activation
+    grids, index.html and report.json, from one pass. A part that fails is recorded in
+    ``Report.parts`` (``.ok`` is False) while the others are written. ``options`` are those of
+    ``prepare``."""
+    from modelviz import report as reports
+
+    reports.check_folder(output_dir)
+    prepared = prepare(model, *sizes, **options)
+    return reports.build(prepared, output_dir, layers=(layers,) if isinstance(layers, str)
+                         else tuple(layers), depth=depth, onnx=onnx, atol=atol,
+                         static=static, max_channels=max_channels, train=train)

@@ -13,7 +13,6 @@ modules opened with ``--expand`` and the folding of repeated blocks are all deci
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -332,16 +331,9 @@ class DataflowProbe(Probe):
 
 def input_names(model: nn.Module, args: tuple[Any, ...]) -> dict[str, str]:
     """Input path -> the name of ``forward``'s parameter it was passed as ("0" -> "image")."""
-    try:
-        parameters = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
-    positional = [p.name for p in parameters
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    names: dict[str, str] = {}
-    for i in range(len(args)):
-        names[str(i)] = positional[i] if i < len(positional) else f"input{i}"
-    return names
+    from modelviz.inputs import input_names as parameter_names
+
+    return {str(i): name for i, name in enumerate(parameter_names(model, len(args)))}
 
 
 # ----------------------------------------------------------------------------------------------

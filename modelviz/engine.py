@@ -29,7 +29,7 @@ from modelviz.errors import ForwardError
 from modelviz.flops import FlopCounter, ShapeFormula, shape_formula
 from modelviz.records import CallRecord, ModuleRecord, Trace, describe, dtype_name, iter_metas
 
-__all__ = ["Probe", "model_device", "model_dtype", "run", "scan"]
+__all__ = ["Probe", "as_run", "model_device", "model_dtype", "run", "scan"]
 
 
 class Probe:
@@ -333,6 +333,15 @@ def _placed(model: nn.Module, device: torch.device | None) -> Iterator[nn.Module
             yield model.to(device)
         finally:
             model.to(current)
+
+
+@contextmanager
+def as_run(model: nn.Module, device: torch.device | None, *, train: bool = False) -> (
+        Iterator[nn.Module]):
+    """The model placed and moded as the pass runs it, for another consumer of the same model
+    (the ONNX exporter traces it); device, flags and buffers restored afterwards."""
+    with _placed(model, device) as placed, _mode(placed, dict(placed.named_modules()), train):
+        yield placed
 
 
 @contextmanager

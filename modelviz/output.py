@@ -27,16 +27,18 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield temporary
         # mkstemp makes the file private (0600); outputs get the mode any new file would get.
-        temporary.chmod(0o666 & ~_umask())
+        temporary.chmod(new_file_mode())
         temporary.replace(final)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file here (0644 under the usual umask): temporary
+    files are private, the outputs they become should not be."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_text(target: str | Path, text: str) -> Path:

@@ -15,8 +15,11 @@ from typer.core import TyperGroup
 from modelviz import __version__
 from modelviz.cli import activations as activations_cmd
 from modelviz.cli import diff as diff_cmd
+from modelviz.cli import export_onnx as export_onnx_cmd
 from modelviz.cli import graph as graph_cmd
 from modelviz.cli import models as models_cmd
+from modelviz.cli import netron as netron_cmd
+from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
 from modelviz.cli._console import error_line
@@ -87,7 +90,10 @@ app.command("diff")(diff_cmd.diff)
 app.command("models")(models_cmd.models)
 app.command("activations")(activations_cmd.activations)
 app.command("graph")(graph_cmd.graph)
+app.command("export-onnx")(export_onnx_cmd.export_onnx)
+app.command("netron")(netron_cmd.netron)
 app.command("tensorboard")(tensorboard_cmd.tensorboard)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

@@ -1,0 +1,47 @@
+"""``modelviz netron``: open a model file in Netron's viewer, served from this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelviz.cli._console import note
+
+HostOpt = Annotated[str, typer.Option(
+    "--host", help="Address to listen on; 0.0.0.0 makes it reachable from other machines.")]
+PortOpt = Annotated[int, typer.Option(
+    "--port", "-p", help="Port to serve on; 0 picks a free one.")]
+
+
+def serve_until_stopped(path: Path, *, host: str, port: int, browse: bool) -> None:
+    """Serve ``path``, print its URL on stdout, and wait for Ctrl-C."""
+    from modelviz import netron_server
+
+    served = netron_server.serve(path, host=host, port=port, browse=browse)
+    if host in ("0.0.0.0", "::"):
+        note("listening on every network interface: anyone who can reach this machine can "
+             "read the model")
+    typer.echo(f"Netron is showing {path} at {served.url}", err=False)
+    import sys
+
+    sys.stdout.flush()
+    note("press Ctrl-C to stop")
+    netron_server.wait(served)
+
+
+def netron(
+    file: Annotated[Path, typer.Argument(
+        show_default=False, help="Model file: .onnx, TorchScript, .pt2, TFLite, and whatever "
+        "else Netron reads.")],
+    port: PortOpt = 8080,
+    host: HostOpt = "127.0.0.1",
+    browser: Annotated[bool, typer.Option(
+        "--browser/--no-browser", help="Open the page in the default web browser.")] = True,
+) -> None:
+    """Serve a model file to Netron's viewer (bundled, works offline) and print its URL.
+
+    Example: modelviz netron resnet18.onnx --port 8080
+    """
+    serve_until_stopped(file, host=host, port=port, browse=browser)

@@ -1,0 +1,70 @@
+"""The export's result for the terminal: file facts, inputs and outputs, parity, op counts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelviz.render.text import human_bytes
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from modelviz.onnx_export import ExportResult
+
+#: Op types listed by name in the node line; the rest are summed as "N more".
+TOP_OPS = 8
+
+
+def dims_text(shape: list[int | str]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def ops_text(counts: dict[str, int], top: int = TOP_OPS) -> str:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{op} {n}" for op, n in items[:top])
+    rest = items[top:]
+    if rest:
+        text += f", {len(rest)} more types ({sum(n for _, n in rest)} nodes)"
+    return text
+
+
+def render_export(result: ExportResult) -> RenderableType:
+    """A Rich table of what the file declares and how it compared with torch."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    files = ", ".join(f.name for f in result.data_files)
+    facts = Text.assemble(("File ", "bold"), f"{result.path} ({human_bytes(result.file_bytes)}"
+                          + (f", weights in {files}" if files else ", self-contained")
+                          + f"), opset {result.opset}, {result.exporter} exporter")
+    table = Table(header_style="bold")
+    table.add_column("")
+    table.add_column("Name")
+    table.add_column("Type")
+    table.add_column("Shape")
+    for kind, infos in (("input", result.inputs), ("output", result.outputs)):
+        for info in infos:
+            table.add_row(kind, Text(info.name), info.dtype, Text(dims_text(info.shape)))
+    parts: list[RenderableType] = [facts, table]
+    parts.append(Text.assemble(("Nodes ", "bold"), f"{result.node_count:,}: ",
+                               ops_text(result.op_counts)))
+    parts.append(Text.assemble(("Checks ", "bold"), "onnx.checker full check with shape "
+                               "inference passed"))
+    if result.parity is not None:
+        parity = Table(title=f"ONNX Runtime vs torch (atol {result.atol:g})",
+                       title_justify="left", header_style="bold")
+        parity.add_column("Output")
+        parity.add_column("Max abs error", justify="right")
+        parity.add_column("Max rel error", justify="right")
+        parity.add_column("")
+        for p in result.parity:
+            parity.add_row(Text(p.output), f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
+                           "[green]ok[/]" if p.ok else "[bold red]over atol[/]")
+        parts.append(parity)
+    if result.batch_checked is not None:
+        parts.append(Text(f"Dynamic batch: also ran at batch {result.batch_checked} in ONNX "
+                          "Runtime"))
+    for problem in result.problems:
+        parts.append(Text.assemble(("problem: ", "bold red"), problem))
+    return Group(*parts)

@@ -1,0 +1,219 @@
+"""Every artifact of one model in one folder, for CI and for review.
+
+One instrumented pass feeds the summary, the module graph and the activation grids (their
+probes ride along together), and keeps the output as the ONNX parity reference. Each part is
+attempted on its own: one that fails (an operator ONNX cannot express, no Graphviz) is recorded
+with its reason, and the others are still written. ``index.html`` shows them all, offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelviz.errors import ModelvizError, OutputError
+from modelviz.output import write_text
+
+if TYPE_CHECKING:
+    from modelviz.activation_stats import ActivationReport
+    from modelviz.api import Prepared
+    from modelviz.layer_table import Summary
+    from modelviz.records import Trace
+
+PARTS = ("summary", "graph", "activations", "onnx")
+Stage = Callable[[str], AbstractContextManager[None]]
+
+
+@dataclass
+class Part:
+    """One artifact: the files written, or why it could not be made."""
+
+    name: str
+    files: list[Path] = field(default_factory=list)
+    error: str | None = None  # the part could not be made
+    problem: str | None = None  # made, but a check failed (ONNX parity beyond --atol)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "check failed" if self.problem else "ok"
+
+    def to_dict(self, folder: Path) -> dict[str, Any]:
+        return {"status": self.status, "error": self.error, "problem": self.problem,
+                "files": [_relative(f, folder) for f in self.files], **self.data}
+
+
+@dataclass
+class Report:
+    folder: Path
+    model: str
+    inputs: list[dict[str, Any]]
+    parts: dict[str, Part]
+    index: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(part.status == "ok" for part in self.parts.values())
+
+    @property
+    def failed(self) -> list[Part]:
+        return [part for part in self.parts.values() if part.status != "ok"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "inputs": self.inputs, "folder": str(self.folder),
+                "ok": self.ok, "index": _relative(self.index, self.folder) if self.index else None,
+                "parts": {name: part.to_dict(self.folder) for name, part in self.parts.items()}}
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ModelvizError):
+        return str(exc)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+@contextlib.contextmanager
+def _attempt(part: Part) -> Iterator[None]:
+    """Record a part's failure instead of ending the report: the other parts still matter."""
+    try:
+        yield
+    except Exception as exc:  # whatever failed, it is this part alone that did
+        part.error = _one_line(exc)
+
+
+@contextlib.contextmanager
+def _quiet(_: str) -> Iterator[None]:
+    yield
+
+
+def check_folder(folder: str | Path) -> Path:
+    directory = Path(folder)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{folder} is a file, not a folder.",
+                          "Give a folder for the report, e.g. -o report/.")
+    return directory
+
+
+def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (),
+          depth: int | None = None, onnx: bool = True, exporter: str = "auto",
+          opset: int | None = None, atol: float = 1e-4, static: bool = False,
+          max_channels: int = 16, train: bool = False, dot: str | Path | None = None,
+          stage: Stage = _quiet) -> Report:
+    """Write the report's files into ``folder``; a forward pass that fails ends it (nothing
+    can be shown), any other failure is recorded in its part."""
+    from modelviz import api
+    from modelviz.activation_stats import representative_modules
+
+    directory = check_folder(folder)
+    chosen = layers or tuple(representative_modules(prepared.model))
+    graph_probe = api.graph_probe(prepared)
+    probes: list[Any] = [graph_probe]
+    acts = Part("activations")
+    activation_probe = None
+    if prepared.device.type == "meta":
+        acts.error = "the meta device has only shapes: no activations to draw."
+    else:
+        with _attempt(acts):
+            activation_probe = api.activation_probe(prepared, layers=chosen, images=True,
+                                                    max_channels=max_channels)
+            probes.append(activation_probe)
+    with stage("Running the forward pass"):
+        trace = api.run(prepared, train=train, keep_output=onnx, probes=tuple(probes))
+    summary = api.summarize(prepared, trace)
+    directory.mkdir(parents=True, exist_ok=True)
+    report = Report(directory, prepared.loaded.name, prepared.inputs.describe(), {})
+
+    report.parts["summary"] = _summary_part(summary, directory)
+    with stage("Drawing the graph"):
+        report.parts["graph"] = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
+    activation_report: ActivationReport | None = None
+    if activation_probe is not None:
+        with stage("Drawing the activations"), _attempt(acts):
+            activation_report = _activations(prepared, trace, activation_probe, chosen,
+                                             directory, acts)
+    report.parts["activations"] = acts
+    onnx_part = Part("onnx")
+    if not onnx:
+        onnx_part.error = "skipped (--no-onnx)."
+    else:
+        with stage("Exporting to ONNX and checking parity"), _attempt(onnx_part):
+            _onnx(prepared, trace, directory, onnx_part, exporter=exporter, opset=opset,
+                  atol=atol, static=static, train=train)
+    report.parts["onnx"] = onnx_part
+
+    from modelviz.render.html import render_index
+
+    page = render_index(report, summary, activation_report)
+    report.index = write_text(directory / "index.html", page)
+    write_text(directory / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def _summary_part(summary: Summary, directory: Path) -> Part:
+    from modelviz.render.data import render_json
+    from modelviz.render.markdown import render_markdown
+    from modelviz.render.options import SummaryColumns, TableOptions
+
+    part = Part("summary")
+    options = TableOptions(columns=(SummaryColumns.flops, SummaryColumns.output_memory))
+    part.files.append(write_text(directory / "summary.json", render_json(summary)))
+    part.files.append(write_text(directory / "summary.md", render_markdown(summary, options)))
+    part.data = {"params": summary.totals.params, "flops": summary.totals.flops}
+    return part
+
+
+def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
+                depth: int | None, dot: str | Path | None) -> Part:
+    from modelviz import api
+    from modelviz.output import write_bytes
+
+    part = Part("graph")
+    with _attempt(part):
+        drawing = api.module_drawing(prepared, trace, probe, depth=depth, dot=dot)
+        part.data["nodes"] = len(drawing.graph.nodes) if drawing.graph is not None else 0
+        rendered = drawing.render("svg")
+        part.files.append(write_bytes(directory / "graph.svg", rendered.data))
+        if rendered.warnings:
+            part.data["warnings"] = list(rendered.warnings)
+    return part
+
+
+def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str, ...],
+                 directory: Path, part: Part) -> ActivationReport:
+    from modelviz import api
+    from modelviz.render.feature_maps import write_images
+
+    result = api.activation_report(prepared, trace, probe, layers=chosen)
+    part.files += write_images(result, directory / "activations")
+    part.data["layers"] = [layer.to_dict() for layer in result.layers]
+    for layer in part.data["layers"]:
+        if layer["image"] is not None:
+            layer["image"] = _relative(Path(layer["image"]), directory)
+    return result
+
+
+def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: Part, *, exporter: str,
+          opset: int | None, atol: float, static: bool, train: bool) -> None:
+    from modelviz import onnx_export
+
+    result = onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
+                                opset=opset, atol=atol, dynamic_batch=not static, train=train,
+                                reference=trace.output_value)
+    part.files += [result.path, *result.data_files]
+    part.data = result.to_dict()
+    if not result.ok:
+        worst = max(result.parity or [], key=lambda p: p.max_abs_error, default=None)
+        part.problem = ("ONNX Runtime and torch disagree" + (
+            f": {worst.output} differs by {worst.max_abs_error:.3g} (--atol {atol:g})"
+            if worst is not None else "") + ".")

@@ -1,0 +1,149 @@
+"""``modelviz report``: every artifact in one folder, a page that a real browser shows, and
+failing parts reported while the others are still written."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.browser import dump_dom
+from tests.conftest import Result
+
+Cli = Callable[..., Result]
+NET = "sample_models.seeds:Net"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _svg_nodes(path: Path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return [g.findtext(f"{SVG}title") or "" for g in root.iter(f"{SVG}g")
+            if g.get("class") == "node"]
+
+
+@pytest.fixture(scope="module")
+def net_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    from typer.testing import CliRunner
+
+    from modelviz.cli import app
+
+    folder = tmp_path_factory.mktemp("report") / "net"
+    result = CliRunner().invoke(app, ["report", NET, "1x28x28", "-o", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return folder, data
+
+
+def test_every_artifact_with_its_content(net_report: tuple[Path, dict[str, object]]) -> None:
+    folder, data = net_report
+    assert data["ok"] is True and data == json.loads((folder / "report.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["totals"]["params"] == 44_426 and summary["totals"]["flops"] == 563_280
+    markdown = (folder / "summary.md").read_text()
+    assert "| Total params | 44,426 |" in markdown and "FLOPs" in markdown
+
+    nodes = _svg_nodes(folder / "graph.svg")
+    parts = data["parts"]
+    assert isinstance(parts, dict)
+    # x, conv1, relu, pool, conv2, relu, pool, view, fc1, relu, fc2, relu, fc3, output
+    assert parts["graph"]["nodes"] == 14
+    assert {"conv1", "conv2", "fc1", "fc2", "fc3"} <= {n for n in nodes}
+
+    images = sorted(p.name for p in (folder / "activations").iterdir())
+    assert images == ["conv1.png", "conv2.png", "fc2.png", "fc3.png"]
+    layers = parts["activations"]["layers"]
+    assert [layer["name"] for layer in layers] == ["conv1", "conv2", "fc2", "fc3"]
+    assert layers[0]["shape"] == [1, 6, 24, 24] and layers[0]["image"] == "activations/conv1.png"
+
+    onnx_part = parts["onnx"]  # parity against the report's own pass, no second forward
+    assert onnx_part["status"] == "ok" and onnx_part["files"] == ["model.onnx"]
+    assert onnx_part["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 28, 28]}]
+    assert onnx_part["parity"][0]["max_abs_error"] < 1e-4
+    assert onnx_part["op_counts"]["Conv"] == 2 and onnx_part["op_counts"]["Gemm"] == 3
+
+
+def test_index_page_in_a_real_browser(net_report: tuple[Path, dict[str, object]]) -> None:
+    folder, _data = net_report
+    page = (folder / "index.html").read_text()
+    assert "http://" not in page.replace("http://www.w3.org", "")  # nothing fetched: offline
+    assert "https://" not in page
+    dom = dump_dom((folder / "index.html").resolve().as_uri())
+    assert 'data-ready="1"' in dom  # the script ran to its end, without an error
+    # The graph is drawn inline, every node of graph.svg, and the table shows every layer.
+    assert dom.count('class="node"') == len(_svg_nodes(folder / "graph.svg"))
+    layers_table = dom[dom.index('id="layers"'):]
+    for name in ("conv1", "pool", "conv2", "fc1", "fc2", "fc3"):
+        assert f"<code>{name}</code>" in layers_table
+    assert "Total params" in dom and "44,426" in dom
+    assert dom.count('src="data:image/png;base64,') == 4
+    assert re.search(r'id="zoom"[^>]*>\d+%<', dom)  # the zoom control initialised
+
+
+def test_failing_part_is_reported_and_the_rest_written(cli: Cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELVIZ_DOT", str(tmp_path / "no-such-dot"))
+    folder = tmp_path / "report"
+    result = cli("report", NET, "1x28x28", "-o", str(folder), "--no-onnx", "--layer", "conv1")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: 2 of 4 parts did not pass: graph (failed), onnx (failed).")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "activations", "index.html", "report.json", "summary.json", "summary.md"]
+    report = json.loads((folder / "report.json").read_text())
+    assert "no-such-dot" in report["parts"]["graph"]["error"]
+    assert report["parts"]["onnx"]["error"] == "skipped (--no-onnx)."
+    page = (folder / "index.html").read_text()
+    assert "graph: failed" in page and "no-such-dot" in page and "conv1.png" not in page
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["resnt18"], "error: unknown model 'resnt18'"),
+    ([NET, "3x28x28"], "error: forward pass failed in conv1 (Conv2d)"),
+])
+def test_mistakes_write_nothing(cli: Cli, tmp_path: Path, args: list[str], message: str) -> None:
+    folder = tmp_path / "report"
+    result = cli("report", *args, "-o", str(folder))
+    assert result.exit_code == 2 and result.stderr.startswith(message)
+    assert not folder.exists()
+
+
+def test_output_that_is_a_file(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "report"
+    target.write_text("")
+    result = cli("report", NET, "1x28x28", "-o", str(target))
+    assert result.exit_code == 2 and "is a file, not a folder" in result.stderr
+
+
+def test_meta_device_reports_shapes_only(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "llama"
+    result = cli("report", "sample_models.llama:llama_tiny", "int64:16", "--device", "meta",
+                 "--no-onnx", "-o", str(folder), "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["parts"]["summary"]["status"] == data["parts"]["graph"]["status"] == "ok"
+    assert "meta device" in data["parts"]["activations"]["error"]
+
+
+def test_python_api(tmp_path: Path) -> None:
+    import modelviz
+
+    report = modelviz.write_report(NET, "1x28x28", output_dir=tmp_path / "r", onnx=False,
+                                   layers=["conv1"])
+    assert list(report.parts) == ["summary", "graph", "activations", "onnx"]
+    assert report.parts["summary"].data["params"] == 44_426
+    assert [f.name for f in report.parts["activations"].files] == ["conv1.png"]
+    assert not report.ok and report.parts["onnx"].error == "skipped (--no-onnx)."
+
+
+def test_static_onnx(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    result = cli("report", NET, "1x28x28", "--static", "--layer", "conv1", "-o", str(folder),
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    onnx_part = json.loads(result.stdout)["parts"]["onnx"]
+    assert onnx_part["dynamic_batch"] is False
+    assert onnx_part["inputs"][0]["shape"] == [1, 1, 28, 28]
