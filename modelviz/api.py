@@ -361,7 +361,8 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
 
 def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
                 exporter: str = "auto", opset: int | None = None, dynamic_batch: bool = True,
-                verify: bool = True, atol: float = 1e-4, external_data: bool | None = None,
+                verify: bool = True, atol: float | None = None,
+                external_data: bool | None = None,
                 train: bool = False, **options: Any) -> ExportResult:
     """Export to ``output`` (.onnx), check it with onnx.checker and, with ``verify``, compare
     ONNX Runtime's output with torch's on the same inputs.
@@ -418,7 +419,8 @@ def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
 
 def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Path,
            layers: str | tuple[str, ...] | list[str] = (), depth: int | None = None,
-           onnx: bool = True, atol: float = 1e-4, static: bool = False, max_channels: int = 16,
+           onnx: bool = True, atol: float | None = None, static: bool = False,
+           max_channels: int = 16,
            train: bool = False, **options: Any) -> Report:
     """Every artifact in ``output_dir``: summary.json/.md, graph.svg, model.onnx, activation
     grids, index.html and report.json, from one pass. A part that fails is recorded in

@@ -551,7 +551,14 @@ def _check(path: Path, *, external: bool) -> Any:
     try:
         onnx.checker.check_model(str(path) if external else proto, full_check=True)
     except Exception as exc:
-        raise ExportError(f"the exported file fails onnx.checker: {' '.join(str(exc).split())}",
+        text = " ".join(str(exc).split())
+        dtype = re.search(r"op_type:(\w+).*unsupported type: tensor\((\w+)\)", text)
+        if dtype:
+            raise ExportError(f"the exported file is not valid ONNX: its {dtype.group(1)} does "
+                              f"not take {dtype.group(2)} ({text[:200]}).",
+                              "Export in float32 or float16 (--dtype) and cast at run "
+                              "time.") from exc
+        raise ExportError(f"the exported file fails onnx.checker: {text[:400]}",
                           "This is an exporter bug: try the other --exporter.") from exc
     return proto
 
@@ -638,6 +645,16 @@ def _other_batch(session: Any, graph_inputs: list[str], names: list[str],
 # ----------------------------------------------------------------------------------------------
 
 
+DEFAULT_ATOL = 1e-4
+HALF_ATOL = 1e-2
+
+
+def default_atol(model: nn.Module) -> float:
+    """1e-4, or 1e-2 for a half-precision model: float16 alone rounds at 1e-3 relative."""
+    dtype = engine.model_dtype(model)
+    return HALF_ATOL if dtype in (torch.float16, torch.bfloat16) else DEFAULT_ATOL
+
+
 def check_output(output: str | Path) -> Path:
     target = Path(output)
     if target.suffix.lower() != ".onnx":
@@ -650,12 +667,13 @@ def check_output(output: str | Path) -> Path:
 
 def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
            opset: int | None = None, dynamic_batch: bool = True, verify: bool = True,
-           atol: float = 1e-4, external_data: bool | None = None, train: bool = False,
+           atol: float | None = None, external_data: bool | None = None, train: bool = False,
            reference: Any = None, stage: Stage = _quiet) -> ExportResult:
     """Export a prepared model (``api.prepare``) to ``output``, check it and verify it.
 
     ``reference`` is the model's output on the prepared inputs from a pass already run (the
-    report's); without it, verification runs the engine once more. ``external_data``: None
+    report's); without it, verification runs the engine once more. ``atol``: None means 1e-4,
+    or 1e-2 for a float16 model, whose own rounding is that large. ``external_data``: None
     decides by size (weights of 2 GB or more go to ``output.data``). A parity error beyond
     ``atol`` is reported in the result (``.ok``), not raised: the file is still written.
     """
@@ -664,13 +682,15 @@ def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
         raise SpecError(f"unknown exporter {exporter!r}.", "Use auto, dynamo or torchscript.")
     if opset is not None and not 7 <= opset <= 30:
         raise SpecError(f"bad --opset {opset}.", "Use an ONNX opset such as 18 or 20.")
-    if atol <= 0:
+    if atol is not None and atol <= 0:
         raise SpecError(f"bad --atol {atol}.", "Use a positive tolerance, e.g. 1e-4.")
     if prepared.device.type == "meta":
         raise DeviceError("an ONNX file holds the weights, and the meta device has none.",
                           "Export on --device cpu (or cuda).")
     model: nn.Module = prepared.model
     args, kwargs = prepared.inputs.args, prepared.inputs.kwargs
+    if atol is None:
+        atol = default_atol(model)
     external = needs_external_data(model) if external_data is None else external_data
     dynamic = dynamic_batch and _batched(args, kwargs) is not None
     notes = [] if dynamic or not dynamic_batch else [

@@ -107,7 +107,7 @@ def check_folder(folder: str | Path) -> Path:
 
 def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (),
           depth: int | None = None, onnx: bool = True, exporter: str = "auto",
-          opset: int | None = None, atol: float = 1e-4, static: bool = False,
+          opset: int | None = None, atol: float | None = None, static: bool = False,
           max_channels: int = 16, train: bool = False, dot: str | Path | None = None,
           stage: Stage = _quiet) -> Report:
     """Write the report's files into ``folder``; a forward pass that fails ends it (nothing
@@ -204,7 +204,7 @@ def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str
 
 
 def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: Part, *, exporter: str,
-          opset: int | None, atol: float, static: bool, train: bool) -> None:
+          opset: int | None, atol: float | None, static: bool, train: bool) -> None:
     from modelviz import onnx_export
 
     result = onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
@@ -215,5 +215,5 @@ def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: Part, *, expo
     if not result.ok:
         worst = max(result.parity or [], key=lambda p: p.max_abs_error, default=None)
         part.problem = ("ONNX Runtime and torch disagree" + (
-            f": {worst.output} differs by {worst.max_abs_error:.3g} (--atol {atol:g})"
+            f": {worst.output} differs by {worst.max_abs_error:.3g} (--atol {result.atol:g})"
             if worst is not None else "") + ".")

@@ -239,6 +239,15 @@ def test_parity_beyond_atol_exits_1_with_the_file_written(cli: Cli, tmp_path: Pa
                      r"[\d.e-]+ on output, beyond --atol 1e-12\.", result.stderr)
 
 
+def test_float16_gets_a_float16_tolerance(cli: Cli, tmp_path: Path) -> None:
+    result = cli("export-onnx", "sample_models.seeds:Net", "1x28x28", "--dtype", "float16",
+                 "-o", str(tmp_path / "half.onnx"), "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["atol"] == 1e-2 and data["inputs"][0]["dtype"] == "float16"
+    assert 0 < data["parity"][0]["max_abs_error"] < 1e-2
+
+
 def test_unsupported_operator_names_it_and_its_module(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "out" / "spectrum.onnx"
     result = cli("export-onnx", "sample_models.onnx_trouble:WithSpectrum", "4x4", "-o", str(path))
@@ -273,6 +282,8 @@ def test_data_dependent_branch(cli: Cli, tmp_path: Path) -> None:
      "error: unknown exporter 'onnxscript'. Use auto, dynamo or torchscript."),
     (["sample_models.seeds:Net", "3x28x28", "-o", "{tmp}/m.onnx"],
      "error: forward pass failed in conv1 (Conv2d)"),
+    (["sample_models.seeds:Net", "1x28x28", "--dtype", "bfloat16", "-o", "{tmp}/m.onnx"],
+     "error: the exported file is not valid ONNX: its Conv does not take bfloat16"),
 ])
 def test_mistakes(cli: Cli, tmp_path: Path, args: list[str], message: str) -> None:
     result = cli("export-onnx", *[a.format(tmp=tmp_path) for a in args])
@@ -381,3 +392,17 @@ def test_python_api(tmp_path: Path) -> None:
     (got,) = _session(tmp_path / "net.onnx").run(None, {"x": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(got, net.eval()(x).numpy(), atol=1e-5)
+
+
+def test_default_file_name_is_the_model_name(cli: Cli, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelviz.cli.export_onnx import _file_name
+
+    assert [_file_name(m) for m in ("sample_models.seeds:Net", "pkg.models.Net", "resnet18",
+                                    "runs/best.pt", "my_model.py:Net")] == [
+        "Net", "Net", "resnet18", "best", "Net"]
+    monkeypatch.chdir(tmp_path)
+    result = cli("export-onnx", f"{ROOT}/sample_models/seeds.py:Net", "1x28x28", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert _no_leftovers(tmp_path) == ["Net.onnx"]
+    assert [i.name for i in onnx.load(str(tmp_path / "Net.onnx")).graph.input] == ["x"]

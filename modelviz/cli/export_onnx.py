@@ -27,9 +27,10 @@ def export_onnx(
         "--opset", show_default=False, help="ONNX opset (default: the exporter's).")] = None,
     static: Annotated[bool, typer.Option(
         "--static", help="Fix the batch dimension instead of leaving it dynamic.")] = False,
-    atol: Annotated[float, typer.Option(
+    atol: Annotated[float | None, typer.Option(
         "--atol", help="Largest absolute difference allowed between ONNX Runtime and torch; "
-        "beyond it, exit status 1.")] = 1e-4,
+        "beyond it, exit status 1. Default 1e-4; 1e-2 for float16 models.",
+        show_default=False)] = None,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="Run the file in ONNX Runtime and compare with torch.")
     ] = True,
@@ -74,7 +75,7 @@ def export_onnx(
         worst = max(result.parity or [], key=lambda p: p.max_abs_error, default=None)
         problem = "; ".join(result.problems) or (
             f"ONNX Runtime differs from torch by {worst.max_abs_error:.3g} on {worst.output}, "
-            f"beyond --atol {atol:g}" if worst else "verification failed")
+            f"beyond --atol {result.atol:g}" if worst else "verification failed")
         raise CheckFailed(f"{target} was written, but {problem}.",
                           "Look for float16 or nondeterministic ops, or raise --atol if the "
                           "difference is acceptable.")
@@ -83,8 +84,15 @@ def export_onnx(
 
 
 def _file_name(model_name: str) -> str:
-    """A file name from MODEL ("sample_models.seeds:Net" -> "Net")."""
+    """A file name from MODEL: "sample_models.seeds:Net" and "pkg.mod.Net" -> "Net",
+    "runs/best.pt" -> "best", "resnet18" -> "resnet18"."""
     import re
 
-    last = re.split(r"[:/\\]", model_name)[-1]
-    return re.sub(r"[^\w.-]+", "_", last.removesuffix(".py")).strip("._") or "model"
+    last = re.split(r"[:/\\]", model_name.strip())[-1]
+    stem, dot, suffix = last.rpartition(".")
+    if dot:
+        last = stem if suffix.lower() in SAVED_SUFFIXES else suffix
+    return re.sub(r"[^\w.-]+", "_", last).strip("._") or "model"
+
+
+SAVED_SUFFIXES = ("py", "pt", "pth", "pt2", "ts", "jit", "bin", "safetensors")

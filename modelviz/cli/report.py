@@ -33,9 +33,9 @@ def report(
     static: Annotated[bool, typer.Option(
         "--static", help="Export model.onnx with a fixed batch: faster, since a dynamic batch "
         "costs torch's exporter up to 2.5x.")] = False,
-    atol: Annotated[float, typer.Option(
-        "--atol", min=0.0, help="Largest absolute difference allowed between ONNX Runtime "
-        "and torch.")] = 1e-4,
+    atol: Annotated[float | None, typer.Option(
+        "--atol", help="Largest absolute difference allowed between ONNX Runtime "
+        "and torch. Default 1e-4; 1e-2 for float16 models.", show_default=False)] = None,
     max_channels: Annotated[int, typer.Option(
         "--max-channels", min=1, help="Most channel maps per activation grid.")] = 16,
     as_json: Annotated[bool, typer.Option(
