@@ -203,9 +203,14 @@ class _Captured:
 
 
 @contextlib.contextmanager
-def _captured() -> Iterator[_Captured]:
+def _captured(*, every_warning: bool = False) -> Iterator[_Captured]:
     """The exporters print progress and pages of advice, some of it from C++ straight to the
-    file descriptors; keep all of it for the error message instead of the user's terminal."""
+    file descriptors; keep all of it for the error message instead of the user's terminal.
+
+    ``every_warning`` records warnings that Python shows only once per place (the TorchScript
+    tracer's, which say where it froze a Python value); recording them all costs the dynamo
+    exporter, which warns a lot, several percent.
+    """
     seen = _Captured()
     out, err = io.StringIO(), io.StringIO()
     sys.stdout.flush()
@@ -217,7 +222,8 @@ def _captured() -> Iterator[_Captured]:
             os.dup2(sink.fileno(), 2)
             with warnings.catch_warnings(record=True) as caught, \
                     contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                warnings.simplefilter("always")
+                if every_warning:
+                    warnings.simplefilter("always")
                 try:
                     yield seen
                 finally:
@@ -353,11 +359,12 @@ class _Exported:
     exporter: str
     dynamic: bool
     notes: list[str]
+    program: Any = None  # the dynamo exporter's in-memory model, as saved
 
 
 def _export_dynamo(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                    target: Path, *, names_in: list[str], names_out: list[str] | None,
-                   dynamic: bool, opset: int | None, external: bool) -> None:
+                   dynamic: bool, opset: int | None, external: bool) -> Any:
     example_args, example_kwargs = args, kwargs
     if dynamic and _batched(args, kwargs) == 1:
         example_args, example_kwargs = _widen(args), _widen(kwargs)
@@ -376,6 +383,7 @@ def _export_dynamo(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
     if names_out is None:
         _name_outputs(program)
     program.save(str(target), external_data=external)
+    return program
 
 
 def _name_outputs(program: Any) -> None:
@@ -442,9 +450,9 @@ def _run_exporters(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
         for batch_dynamic in ((True, False) if dynamic else (False,)):
             try:
                 with _captured() as seen:
-                    _export_dynamo(model, args, kwargs, target, names_in=names_in,
-                                   names_out=names_out, dynamic=batch_dynamic, opset=opset,
-                                   external=external)
+                    program = _export_dynamo(model, args, kwargs, target, names_in=names_in,
+                                             names_out=names_out, dynamic=batch_dynamic,
+                                             opset=opset, external=external)
             except ExportError:
                 raise
             except Exception as exc:
@@ -456,11 +464,11 @@ def _run_exporters(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
             if dynamic and not batch_dynamic:
                 notes.append("the batch dimension is fixed: with a dynamic batch the export "
                              f"failed ({explain(failures[-1][1], failures[-1][2])})")
-            return _Exported("dynamo", batch_dynamic, notes)
+            return _Exported("dynamo", batch_dynamic, notes, program)
         if exporter == "dynamo":
             raise _failure(model, failures, args, kwargs, device)
     try:
-        with _captured() as seen:
+        with _captured(every_warning=True) as seen:
             _export_torchscript(model, args, kwargs, target, names_in=names_in,
                                 names_out=names_out, dynamic=dynamic, opset=opset)
     except Exception as exc:
@@ -511,6 +519,49 @@ def _failure(model: nn.Module, failures: list[tuple[str, BaseException, str]],
 # Reading the file back: the checker, facts for the table, parity in ONNX Runtime.
 
 
+@dataclass
+class _Facts:
+    opset: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    op_counts: Counter[str]
+
+
+def _facts_from_program(program: Any) -> _Facts | None:
+    """The facts from the dynamo exporter's in-memory model, which is what it saved: parsing
+    the file again would cost as much as the checker (4% of a 100 MB export)."""
+    try:
+        try:
+            import onnx_ir as ir
+        except ImportError:  # onnxscript before onnx_ir was split out of it
+            from onnxscript import ir  # type: ignore[no-redef]
+
+        def info(value: Any) -> TensorInfo:
+            dtype = value.dtype.numpy().name if value.dtype is not None else "?"
+            dims = [d if isinstance(d, int) else (d.value or "?") for d in value.shape or []]
+            return TensorInfo(value.name, dtype, dims)
+
+        model = program.model
+        counts = Counter(node.op_type
+                         for node in ir.traversal.RecursiveGraphIterator(model.graph))
+        opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
+        return _Facts(int(opset), [info(v) for v in model.graph.inputs],
+                      [info(v) for v in model.graph.outputs], counts)
+    except Exception:  # an onnx_ir of another shape: read the file instead
+        return None
+
+
+def _facts_from_file(path: Path) -> _Facts:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    counts: Counter[str] = Counter()
+    _count_ops(proto.graph, counts)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return _Facts(opset, _tensor_infos(proto.graph.input), _tensor_infos(proto.graph.output),
+                  counts)
+
+
 def _dim(d: Any) -> int | str:
     return d.dim_param if d.HasField("dim_param") else (d.dim_value if
                                                          d.HasField("dim_value") else "?")
@@ -541,15 +592,14 @@ def _count_ops(graph: Any, counts: Counter[str]) -> None:
                     _count_ops(sub, counts)
 
 
-def _check(path: Path, *, external: bool) -> Any:
-    """onnx.checker's full check (it runs strict shape inference too); returns the model, for
-    the facts. A self-contained file is parsed once; one with external data is checked by path,
-    the only way the checker reads weights of 2 GB or more."""
+def _check(path: Path) -> None:
+    """onnx.checker's full check (it runs strict shape inference too). Given the path, the
+    checker reads the file in C++: faster than checking a parsed model, which it would
+    serialise again first."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
     try:
-        onnx.checker.check_model(str(path) if external else proto, full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         text = " ".join(str(exc).split())
         dtype = re.search(r"op_type:(\w+).*unsupported type: tensor\((\w+)\)", text)
@@ -560,7 +610,6 @@ def _check(path: Path, *, external: bool) -> Any:
                               "time.") from exc
         raise ExportError(f"the exported file fails onnx.checker: {text[:400]}",
                           "This is an exporter bug: try the other --exporter.") from exc
-    return proto
 
 
 def _numpy(tensor: torch.Tensor) -> Any:
@@ -723,20 +772,18 @@ def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
         seconds["export"] = time.perf_counter() - started
         started = time.perf_counter()
         with stage("Checking the file (onnx.checker, shape inference)"):
-            proto = _check(staged, external=any(p != staged for p in staging.iterdir()))
+            _check(staged)
+            facts = (_facts_from_program(made.program) if made.program is not None else None) \
+                or _facts_from_file(staged)
         seconds["check"] = time.perf_counter() - started
         extra = sorted(p for p in staging.iterdir() if p != staged)
-        counts: Counter[str] = Counter()
-        _count_ops(proto.graph, counts)
         result = ExportResult(
-            path=target, exporter=made.exporter,
-            opset=next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0),
-            inputs=_tensor_infos(proto.graph.input), outputs=_tensor_infos(proto.graph.output),
-            op_counts=dict(counts.most_common()), node_count=sum(counts.values()),
+            path=target, exporter=made.exporter, opset=facts.opset, inputs=facts.inputs,
+            outputs=facts.outputs, op_counts=dict(facts.op_counts.most_common()),
+            node_count=sum(facts.op_counts.values()),
             file_bytes=sum(p.stat().st_size for p in staging.iterdir()),
             data_files=[folder / p.name for p in extra], dynamic_batch=made.dynamic,
             atol=atol, notes=notes + made.notes, seconds=seconds)
-        del proto
         if extra:
             result.notes.append(f"the weights are in {', '.join(p.name for p in extra)}: keep "
                                 f"{'them' if len(extra) > 1 else 'it'} beside {target.name}"

@@ -406,3 +406,18 @@ def test_default_file_name_is_the_model_name(cli: Cli, tmp_path: Path,
     assert result.exit_code == 0, result.stderr
     assert _no_leftovers(tmp_path) == ["Net.onnx"]
     assert [i.name for i in onnx.load(str(tmp_path / "Net.onnx")).graph.input] == ["x"]
+
+
+@pytest.mark.parametrize(("spec", "sizes"), [("sample_models.multi_io:DictOutputNet", ("16",)),
+                                             ("sample_models.llama:llama_tiny", ("int64:8",))])
+def test_facts_from_memory_equal_the_file(tmp_path: Path, spec: str,
+                                          sizes: tuple[str, ...]) -> None:
+    """The table's facts come from the exporter's in-memory model; they must be the file's."""
+    from modelviz.onnx_export import _facts_from_file
+
+    path = tmp_path / "m.onnx"
+    result = api.export_onnx(spec, *sizes, output=path, verify=False)
+    facts = _facts_from_file(path)
+    assert result.exporter == "dynamo"
+    assert result.inputs == facts.inputs and result.outputs == facts.outputs
+    assert result.op_counts == dict(facts.op_counts) and result.opset == facts.opset

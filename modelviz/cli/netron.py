@@ -23,10 +23,7 @@ def serve_until_stopped(path: Path, *, host: str, port: int, browse: bool) -> No
     if host in ("0.0.0.0", "::"):
         note("listening on every network interface: anyone who can reach this machine can "
              "read the model")
-    typer.echo(f"Netron is showing {path} at {served.url}", err=False)
-    import sys
-
-    sys.stdout.flush()
+    print(f"Netron is showing {path} at {served.url}", flush=True)  # scripts read this line
     note("press Ctrl-C to stop")
     netron_server.wait(served)
 
