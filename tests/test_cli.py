@@ -79,6 +79,15 @@ def test_columns_and_depth(cli: Cli) -> None:
     assert "layer1.0" not in result.stdout and "layer1 (Sequential)" in result.stdout
 
 
+def test_fold_joins_identical_blocks(cli: Cli) -> None:
+    result = cli("summary", "resnet18", "--depth", "2", "--fold", "-f", "markdown")
+    assert result.exit_code == 0, result.stderr
+    assert "`layer1.0–1` (BasicBlock ×2) | [1, 64, 56, 56] | 147,968 |" in result.stdout
+    assert "`layer1.0` (BasicBlock)" not in result.stdout
+    # blocks that differ (layer2.0 has a downsample) stay apart
+    assert "`layer2.0` (BasicBlock) | [1, 128, 28, 28] | 230,144 |" in result.stdout
+
+
 def test_meta_device_and_int_tokens(cli: Cli) -> None:
     result = cli("summary", "sample_models/lstm_lm.py:LSTMLanguageModel", "int64:35",
                  "--device", "meta", "-f", "json")
