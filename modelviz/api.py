@@ -122,8 +122,8 @@ def trace(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
 
 
 def summarize(prepared: Prepared, trace: Trace) -> Summary:
-    return Summary(model=prepared.loaded.name, trace=trace, inputs=prepared.inputs.describe(),
-                   batch_size=prepared.batch_size)
+    return Summary(model=prepared.loaded.name, trace=trace,
+                   inputs=prepared.inputs.describe(prepared.model), batch_size=prepared.batch_size)
 
 
 def summary(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
@@ -282,7 +282,8 @@ def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, 
     """The probe's measurements from ``trace``, with notes on chosen layers that did not run."""
     from modelviz.activation_stats import ActivationReport, is_glob
 
-    report = ActivationReport(model=prepared.loaded.name, inputs=prepared.inputs.describe(),
+    report = ActivationReport(model=prepared.loaded.name,
+                              inputs=prepared.inputs.describe(prepared.model),
                               layers=trace.probes[probe.name], device=trace.device,
                               picture=picture)
     for pattern in layers:

@@ -27,13 +27,17 @@ class ModelInputs:
     kwargs: dict[str, Any] = field(default_factory=dict)
     specs: list[InputSpec] = field(default_factory=list)  # what they were built from, if sizes
 
-    def describe(self) -> list[dict[str, Any]]:
-        """Name, shape and dtype of each input tensor, for reports."""
+    def describe(self, model: nn.Module | None = None) -> list[dict[str, Any]]:
+        """Name, shape and dtype of each input tensor, for reports; with ``model``, positional
+        inputs are named after ``forward``'s parameters, as the graph and the ONNX file name
+        them."""
         items: list[dict[str, Any]] = []
-        for i, value in enumerate(self.args):
+        names = (input_names(model, len(self.args)) if model is not None else
+                 [f"input{i}" for i in range(len(self.args))] if len(self.args) > 1 else
+                 ["input"])
+        for name, value in zip(names, self.args, strict=False):
             for meta in iter_metas(describe(value)):
-                items.append({"name": f"input{i}" if len(self.args) > 1 else "input",
-                              "shape": list(meta.shape), "dtype": meta.dtype})
+                items.append({"name": name, "shape": list(meta.shape), "dtype": meta.dtype})
         for key, value in self.kwargs.items():
             for meta in iter_metas(describe(value)):
                 items.append({"name": key, "shape": list(meta.shape), "dtype": meta.dtype})

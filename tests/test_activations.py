@@ -339,7 +339,7 @@ def test_greyscale_model_on_a_colour_image(cli: Cli, photo: Path, tmp_path: Path
                  "28", "--layer", "conv1", "-o", str(out), "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["inputs"] == [{"name": "input", "shape": [1, 1, 28, 28], "dtype": "float32"}]
+    assert data["inputs"] == [{"name": "x", "shape": [1, 1, 28, 28], "dtype": "float32"}]
     assert "greyscale, shorter side to 28 and the centre 28x28" in result.stderr
     # the input image is drawn left of the six maps; the maps' grid is unchanged
     left = round((0.3 + 2.6 + 0.1) * DPI)  # the maps start at 3.3 inches

@@ -53,7 +53,7 @@ def test_json_schema(net: Summary) -> None:
     assert data["schema"] == SCHEMA
     assert set(data) >= {"model", "inputs", "totals", "layers"}
     assert data["model"] == "sample_models.seeds:Net"
-    assert data["inputs"] == [{"name": "input", "shape": [1, 1, 28, 28], "dtype": "float32"}]
+    assert data["inputs"] == [{"name": "x", "shape": [1, 1, 28, 28], "dtype": "float32"}]
     assert set(data["totals"]) >= {
         "params", "trainable_params", "non_trainable_params", "flops", "macs", "input_size_mb",
         "forward_backward_size_mb", "params_size_mb", "estimated_total_size_mb"}

@@ -14,11 +14,14 @@ from modelviz.render.text import inputs_text, totals_lines
 
 def render_table(summary: Summary, options: TableOptions) -> Group:
     trace = summary.trace
-    inputs = ", ".join(f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
+    named = len(summary.inputs) > 1  # then say which is which
+    inputs = ", ".join(("{} ".format(i["name"]) if named else "")
+                       + f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
                        for i in summary.inputs) or inputs_text(trace.inputs)
-    title = f"{summary.model} ({trace.model_type}) · input {inputs} · {trace.device}"
-    table = Table(title=title, title_justify="left", header_style="bold", expand=False,
-                  show_edge=True, pad_edge=True)
+    title = (f"{summary.model} ({trace.model_type}) · input{'s' if named else ''} {inputs} · "
+             f"{trace.device}")
+    # a line of its own, not the table's title, which Rich would wrap to the table's width
+    table = Table(header_style="bold", expand=False, show_edge=True, pad_edge=True)
     keys = column_keys(options.columns)
     table.add_column(HEADERS["layer"], no_wrap=True)
     for key in keys:
@@ -37,7 +40,7 @@ def render_table(summary: Summary, options: TableOptions) -> Group:
         footer.add_row(label_text, value)
     notes = [Text(f"* {param} is {owner}: counted once", style="dim")
              for param, owner in summary.shared_parameters()]
-    return Group(table, footer, *notes)
+    return Group(Text(title, style="italic"), table, footer, *notes)
 
 
 def plain_text(renderable: Group) -> str:
