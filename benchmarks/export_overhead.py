@@ -138,5 +138,6 @@ def main() -> None:
           "without verification modelviz should stay within 1.10x. checks: onnx.checker with "
           "shape inference and the facts, the median of modelviz's own timing of that stage.")
 
+
 if __name__ == "__main__":
     main()

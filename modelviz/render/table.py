@@ -15,7 +15,7 @@ from modelviz.render.text import inputs_text, totals_lines
 def render_table(summary: Summary, options: TableOptions) -> Group:
     trace = summary.trace
     named = len(summary.inputs) > 1  # then say which is which
-    inputs = ", ".join(("{} ".format(i["name"]) if named else "")
+    inputs = ", ".join((f"{i['name']} " if named else "")
                        + f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
                        for i in summary.inputs) or inputs_text(trace.inputs)
     title = (f"{summary.model} ({trace.model_type}) · input{'s' if named else ''} {inputs} · "
