@@ -44,6 +44,14 @@ def test_json_to_stdout_is_pure_json(cli: Cli) -> None:
     assert data["batch_size"] == 4 and data["outputs"] == [4, 5]
 
 
+def test_title_names_several_inputs_after_forward(cli: Cli) -> None:
+    result = cli("summary", "sample_models.multi_io:TwoInputNet", "3x32x32", "10", "--depth", "1")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == (
+        "sample_models.multi_io:TwoInputNet (TwoInputNet) · inputs image float32[1, 3, 32, 32], "
+        "features float32[1, 10] · cpu")
+
+
 @pytest.mark.parametrize(("name", "check"), [
     ("out.json", lambda text: json.loads(text)["totals"]["params"] == 44_426),
     ("out.md", lambda text: "| `conv1` (Conv2d) | [1, 6, 24, 24] | 156 |" in text),
