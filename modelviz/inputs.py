@@ -27,15 +27,11 @@ class ModelInputs:
     kwargs: dict[str, Any] = field(default_factory=dict)
     specs: list[InputSpec] = field(default_factory=list)  # what they were built from, if sizes
 
-    def describe(self, model: nn.Module | None = None) -> list[dict[str, Any]]:
-        """Name, shape and dtype of each input tensor, for reports; with ``model``, positional
-        inputs are named after ``forward``'s parameters, as the graph and the ONNX file name
-        them."""
+    def describe(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Name, shape and dtype of each input tensor, for reports; positional inputs are named
+        after ``model.forward``'s parameters, as the graph and the ONNX file name them."""
         items: list[dict[str, Any]] = []
-        names = (input_names(model, len(self.args)) if model is not None else
-                 [f"input{i}" for i in range(len(self.args))] if len(self.args) > 1 else
-                 ["input"])
-        for name, value in zip(names, self.args, strict=False):
+        for name, value in zip(input_names(model, len(self.args)), self.args, strict=True):
             for meta in iter_metas(describe(value)):
                 items.append({"name": name, "shape": list(meta.shape), "dtype": meta.dtype})
         for key, value in self.kwargs.items():

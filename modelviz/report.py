@@ -132,7 +132,7 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
         trace = api.run(prepared, train=train, keep_output=onnx, probes=tuple(probes))
     summary = api.summarize(prepared, trace)
     directory.mkdir(parents=True, exist_ok=True)
-    report = Report(directory, prepared.loaded.name, prepared.inputs.describe(prepared.model), {})
+    report = Report(directory, prepared.loaded.name, summary.inputs, {})
 
     report.parts["summary"] = _summary_part(summary, directory)
     with stage("Drawing the graph"):

@@ -44,10 +44,9 @@ def render_report(report: ActivationReport) -> RenderableType:
     from rich.text import Text
 
     from modelviz.activation_stats import DEAD_THRESHOLD
+    from modelviz.render.text import inputs_label
 
-    inputs = ", ".join(f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
-                       for i in report.inputs)
-    title = f"{report.model} · input {inputs} · {report.device}"
+    title = f"{report.model} · {inputs_label(report.inputs)} · {report.device}"
     table = Table(title=title, title_justify="left", header_style="bold")
     # Numbers never shrink; on a narrow terminal the name and shape columns wrap instead.
     table.add_column("Layer (type)", overflow="fold")

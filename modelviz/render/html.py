@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import SummaryColumns, TableOptions
-from modelviz.render.text import human_bytes, totals_lines
+from modelviz.render.text import human_bytes, inputs_label, totals_lines
 
 if TYPE_CHECKING:
     from modelviz.activation_stats import ActivationReport
@@ -190,13 +190,11 @@ def _activations(part: Part, result: ActivationReport | None) -> str:
 
 
 def render_index(report: Report, summary: Summary, activations: ActivationReport | None) -> str:
-    inputs = ", ".join(f"{i['name']}: {i['dtype']}[{', '.join(map(str, i['shape']))}]"
-                       for i in report.inputs)
     badges = "".join(_badge(p) for p in report.parts.values())
     parts = report.parts
     totals, layers = _summary(summary, parts["summary"])
     body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(summary.trace.model_type)} · "
-            f"input {_e(inputs)} · {_e(summary.trace.device)}</p><p>{badges}</p>"
+            f"{_e(inputs_label(report.inputs))} · {_e(summary.trace.device)}</p><p>{badges}</p>"
             + totals + _graph(parts["graph"]) + _onnx(parts["onnx"])
             + _activations(parts["activations"], activations) + layers)
     title = f"modelviz report: {report.model}"

@@ -9,17 +9,14 @@ from rich.text import Text
 from modelviz.layer_table import Summary
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import TableOptions
-from modelviz.render.text import inputs_text, totals_lines
+from modelviz.render.text import inputs_label, inputs_text, totals_lines
 
 
 def render_table(summary: Summary, options: TableOptions) -> Group:
     trace = summary.trace
-    named = len(summary.inputs) > 1  # then say which is which
-    inputs = ", ".join((f"{i['name']} " if named else "")
-                       + f"{i['dtype']}[{', '.join(map(str, i['shape']))}]"
-                       for i in summary.inputs) or inputs_text(trace.inputs)
-    title = (f"{summary.model} ({trace.model_type}) · input{'s' if named else ''} {inputs} · "
-             f"{trace.device}")
+    inputs = (inputs_label(summary.inputs) if summary.inputs else
+              f"input {inputs_text(trace.inputs)}")
+    title = f"{summary.model} ({trace.model_type}) · {inputs} · {trace.device}"
     # a line of its own, not the table's title, which Rich would wrap to the table's width
     table = Table(header_style="bold", expand=False, show_edge=True, pad_edge=True)
     keys = column_keys(options.columns)

@@ -29,6 +29,15 @@ def inputs_text(inputs: list[Tree]) -> str:
     return shape_text(inputs) if inputs else "–"
 
 
+def inputs_label(items: list[dict[str, Any]]) -> str:
+    """The model's inputs for a title, from ``ModelInputs.describe``: ``input float32[1, 3]``,
+    or, when there are several, ``inputs image float32[1, 3], extra float32[1, 10]``."""
+    named = len(items) > 1  # then say which is which
+    text = ", ".join((f"{i['name']} " if named else "")
+                     + f"{i['dtype']}[{', '.join(map(str, i['shape']))}]" for i in items)
+    return f"input{'s' if named else ''} {text}"
+
+
 def human(value: float, unit: str = "") -> str:
     """1234567 -> '1.23 M'; keeps three significant digits."""
     for threshold, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
