@@ -28,6 +28,7 @@ from torch.nn import functional
 
 from modelviz import engine
 from modelviz.errors import SpecError
+from modelviz.escape import printable
 from modelviz.records import CallRecord, Trace, dtype_name
 
 __all__ = [
@@ -148,6 +149,8 @@ class ActivationReport:
 
 
 def is_glob(pattern: str) -> bool:
+    """Whether ``pattern`` would be read as a glob; an exact module name is matched first anyway,
+    since names may hold ``[`` (``blocks.stage[1]``), ``*`` or ``?``."""
     return any(c in _GLOB_CHARS for c in pattern)
 
 
@@ -157,15 +160,17 @@ def _listing(items: Sequence[str], limit: int = 12) -> str:
 
 
 def _layer_error(pattern: str, names: list[str], model_name: str) -> SpecError:
+    """The error for a ``--layer`` that matches nothing; names in it go through ``printable``,
+    as the message is printed on a terminal."""
     probe = pattern.replace("*", "").replace("?", "").strip(".") if is_glob(pattern) else pattern
     close = difflib.get_close_matches(probe, names, n=3, cutoff=0.6)
     if close:
-        hint = f"Did you mean {', '.join(close)}?"
+        hint = f"Did you mean {', '.join(printable(n) for n in close)}?"
     else:
-        top = [n for n in names if "." not in n]
+        top = [printable(n) for n in names if "." not in n]
         hint = f"Its top-level modules: {_listing(top)}."
     return SpecError(
-        f"--layer {pattern!r} matches no module of {model_name}.",
+        f"--layer {pattern!r} matches no module of {printable(model_name)}.",
         f"{hint} Give qualified names (layer1.0.conv1) or globs ('layer4.*'); "
         "`modelviz summary MODEL --depth 9` lists them all.",
     )
@@ -192,17 +197,20 @@ def select_modules(model: nn.Module, layers: Sequence[str] = (), types: Sequence
         text = pattern.strip()
         if not text:
             raise SpecError("--layer '' is empty.", "Give a module name or a glob such as '*'.")
-        found = ([n for n in names if fnmatch.fnmatchcase(n, text)] if is_glob(text)
-                 else [text] if text in modules else [])
+        # an exact name is itself, before any glob: ``blocks.stage[1]`` is no character class
+        exact = [pattern] if pattern in modules else [text] if text in modules else []
+        found = exact or ([n for n in names if fnmatch.fnmatchcase(n, text)] if is_glob(text)
+                          else [])
         if not found:
             raise _layer_error(text, names, model_name)
         chosen.update(found)
     for pattern in types:
         text = pattern.strip()
-        found = [n for n, t in modules.items() if text and _type_matches(text, t)]
+        found = [n for n, t in modules.items()
+                 if text and (t.lower() == text.lower() or _type_matches(text, t))]
         if not found:
-            kinds = sorted(set(modules.values()))
-            raise SpecError(f"--type {pattern!r} matches no module of {model_name}.",
+            kinds = sorted({printable(t) for t in modules.values()})
+            raise SpecError(f"--type {pattern!r} matches no module of {printable(model_name)}.",
                             f"Its module types: {_listing(kinds)}.")
         chosen.update(found)
     return [n for n in names if n in chosen]

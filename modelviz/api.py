@@ -21,7 +21,7 @@ from modelviz.inputs import ModelInputs, build_inputs, load_inputs
 from modelviz.layer_table import Summary
 from modelviz.loading import LoadedModel, load_model
 from modelviz.records import Trace
-from modelviz.specs import MODEL_DTYPES, InputSpec, parse_dtype, parse_size
+from modelviz.specs import MODEL_DTYPES, InputSpec, check_seed, parse_dtype, parse_size
 
 if TYPE_CHECKING:
     from modelviz.activation_stats import ActivationProbe, ActivationReport
@@ -73,11 +73,16 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
             input_file: str | Path | None = None, seed: int = 0) -> Prepared:
     """Load the model (the one place models are built) and build its inputs."""
     specs = [_as_spec(s) for s in sizes]
+    check_seed(seed)
     target = resolve_device(device)
     float_dtype = _torch_dtype(dtype)
     if isinstance(model, nn.Module):
-        if float_dtype is not None and engine.model_dtype(model) not in (None, float_dtype):
-            model = copy.deepcopy(model).to(float_dtype)  # cast a copy; yours stays as it is
+        if weights is not None or (float_dtype is not None
+                                   and engine.model_dtype(model) not in (None, float_dtype)):
+            # Weights go into a copy, and a cast happens to a copy: yours stays as it is.
+            model = copy.deepcopy(model)
+            if float_dtype is not None:
+                model = model.to(float_dtype)
         # The engine moves a module you pass to the device for the pass and back afterwards.
         loaded = load_model(model, weights=weights, strict=strict,
                             device=engine.model_device(model) or target)
@@ -280,7 +285,7 @@ def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, 
                       layers: tuple[str, ...] | list[str] = (),
                       picture: ImageInput | None = None) -> ActivationReport:
     """The probe's measurements from ``trace``, with notes on chosen layers that did not run."""
-    from modelviz.activation_stats import ActivationReport, is_glob
+    from modelviz.activation_stats import ActivationReport
 
     report = ActivationReport(model=prepared.loaded.name,
                               inputs=prepared.inputs.describe(prepared.model),
@@ -289,7 +294,8 @@ def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, 
     for pattern in layers:
         name = pattern.strip()
         record = trace.modules.get(name)
-        if not is_glob(name) and record is not None and not record.calls:
+        # an exact name first, as select_modules matches it: blocks.stage[1] is no glob here
+        if record is not None and not record.calls:
             hint = (f"; a {record.type} only holds layers: try '{name}.*'"
                     if record.extra.get("container") else "")
             report.notes.append(f"{name} ({record.type}) did not run in the forward pass, so "

@@ -14,6 +14,7 @@ from torch import nn
 
 from modelviz.engine import Probe
 from modelviz.errors import ModelvizError
+from modelviz.escape import printable
 from modelviz.records import CallRecord
 
 if TYPE_CHECKING:
@@ -66,7 +67,9 @@ def autograd_dot(prepared: Prepared, *, show_saved: bool = False, show_attrs: bo
         outputs[0] if len(outputs) == 1 else tuple(outputs))
     with warnings.catch_warnings():  # torchviz 0.0.3 compares versions with distutils
         warnings.simplefilter("ignore", DeprecationWarning)
-        dot = make_dot(var, params=names.params, show_attrs=show_attrs, show_saved=show_saved)
+        # names as text: a control character in a parameter's name would make Graphviz fail
+        params = {printable(name): value for name, value in names.params.items()}
+        dot = make_dot(var, params=params, show_attrs=show_attrs, show_saved=show_saved)
     # torchviz caps the drawing at a size that grows with the graph, which shrinks big graphs
     # until the text cannot be read; legibility first, the viewer can zoom out.
     dot.graph_attr.pop("size", None)

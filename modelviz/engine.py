@@ -406,7 +406,7 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
             try:
                 state.start_counting()
                 output = placed(*args, **kwargs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # the model's code calling exit() too
                 raise state.failure(exc) from exc
             finally:
                 state.stop_counting()

@@ -7,11 +7,22 @@ type next.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """What ``modelviz`` exits with."""
+
+    OK = 0
+    CHECK_FAILED = 1  # a budget exceeded, ONNX parity off, a report part that failed
+    USER_ERROR = 2  # a mistake the user can fix: the one line on stderr says how
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
 
 class ModelvizError(Exception):
     """A mistake the user can fix; shown as one line, exit status 2."""
 
-    exit_code = 2
+    exit_code: int = ExitStatus.USER_ERROR
 
     def __init__(self, problem: str, fix: str | None = None) -> None:
         super().__init__(problem)
@@ -69,4 +80,4 @@ class ExportError(ModelvizError):
 class CheckFailed(ModelvizError):
     """A CI check failed (budget exceeded, numerical parity off): exit status 1, not 2."""
 
-    exit_code = 1
+    exit_code = ExitStatus.CHECK_FAILED

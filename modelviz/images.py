@@ -9,6 +9,7 @@ The channel count is what the model takes: a 1-channel model gets the image in g
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from modelviz.errors import ModelFileError, SpecError
+from modelviz.output import mark_input
 
 __all__ = ["ImageInput", "input_channels", "open_image", "parse_floats", "parse_resize",
            "preprocess"]
@@ -82,10 +84,22 @@ def open_image(path: str | Path) -> Any:
     file = Path(path)
     if not file.is_file():
         raise ModelFileError(f"--image {path}: no such file.", "Check the path to the image.")
+    mark_input(file, "--image")
     try:
-        with Image.open(file) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():
+            # PIL only warns between its limit and twice it: both are refused here, before
+            # decoding, since no model input needs 89 megapixels
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
+        raise ModelFileError(
+            f"--image {path} claims {count}, over PIL's limit of {Image.MAX_IMAGE_PIXELS:,}: "
+            "a decompression bomb, or far larger than any model input.",
+            "Give a smaller image (resize it first).") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         raise ModelFileError(f"--image {path} is not an image PIL can read: {reason}.",

@@ -7,6 +7,8 @@ model's dtype; integer inputs are token ids that fit every embedding table in th
 from __future__ import annotations
 
 import inspect
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelviz import untrusted
 from modelviz.errors import ModelFileError, SpecError
 from modelviz.records import describe, iter_metas
 from modelviz.specs import InputSpec
@@ -56,21 +59,67 @@ def build_inputs(specs: list[InputSpec], *, model: nn.Module | None = None,
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     high = token_limit(model) if model is not None else 2
+    shapes = [((batch_size, *spec.dims),
+               float_dtype if spec.dtype is None else getattr(torch, spec.dtype)) for spec in specs]
+    if device.type != "meta":
+        _check_fits(shapes, device)
     tensors: list[torch.Tensor] = []
-    for spec in specs:
-        shape = (batch_size, *spec.dims)
-        dtype = float_dtype if spec.dtype is None else getattr(torch, spec.dtype)
+    for shape, dtype in shapes:
         if device.type == "meta":
             tensors.append(torch.empty(shape, dtype=dtype, device=device))
             continue
-        if dtype.is_floating_point or dtype.is_complex:
-            value = torch.randn(shape, generator=generator).to(dtype)
-        elif dtype == torch.bool:
-            value = torch.randint(0, 2, shape, generator=generator).bool()
-        else:
-            value = torch.randint(0, high, shape, generator=generator, dtype=torch.int64).to(dtype)
-        tensors.append(value.to(device))
+        try:
+            if dtype.is_floating_point or dtype.is_complex:
+                value = torch.randn(shape, generator=generator).to(dtype)
+            elif dtype == torch.bool:
+                value = torch.randint(0, 2, shape, generator=generator).bool()
+            else:
+                value = torch.randint(0, high, shape, generator=generator,
+                                      dtype=torch.int64).to(dtype)
+            tensors.append(value.to(device))
+        except (RuntimeError, MemoryError) as exc:  # torch's allocators raise RuntimeError
+            raise _too_big(sum(_nbytes(*item) for item in shapes), device,
+                           " ".join(str(exc).split())[:200]) from exc
     return ModelInputs(args=tuple(tensors), specs=list(specs))
+
+
+def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Memory the inputs could take on ``device``: free CUDA memory, or what the OS says is
+    available (a pass needs several times its input, so this only catches the impossible)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _too_big(needed: int, device: torch.device, why: str) -> SpecError:
+    return SpecError(
+        f"the inputs need {needed / 2**30:,.1f} GiB ({needed:,} bytes) on {device}, which "
+        f"cannot be allocated ({why}).",
+        "Give smaller SIZES (without the batch dimension) or a smaller --batch-size; "
+        "--device meta gives shapes and counts without memory.")
+
+
+def _check_fits(shapes: list[tuple[tuple[int, ...], torch.dtype]], device: torch.device) -> None:
+    """Refuse inputs that cannot fit before allocating them: on Linux a large allocation may
+    succeed and then get the process killed while it is filled."""
+    needed = sum(_nbytes(shape, dtype) for shape, dtype in shapes)
+    free = _free_bytes(device)
+    if free is not None and needed > free:
+        raise _too_big(needed, device, f"{free / 2**30:,.1f} GiB is free")
 
 
 def _move(value: Any, device: torch.device, float_dtype: torch.dtype | None) -> Any:
@@ -92,13 +141,7 @@ def load_inputs(path: str | Path, *, device: torch.device | str = "cpu",
     if not file.is_file():
         raise ModelFileError(f"--input-file {path}: no such file.",
                              "Save inputs with torch.save(x, 'inputs.pt') first.")
-    try:
-        value = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(
-            f"--input-file {path} is not a tensor file torch can load safely: {exc}",
-            "Save a tensor, a tuple of tensors or a dict of tensors with torch.save.",
-        ) from exc
+    value = untrusted.load_data(file, "--input-file")
     value = _move(value, torch.device(device), float_dtype)
     if isinstance(value, torch.Tensor):
         return ModelInputs(args=(value,))

@@ -14,13 +14,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import pickle
 import sys
 import traceback
 import typing
-import warnings
-import zipfile
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz import zoo
+from modelviz import untrusted, zoo
 from modelviz.errors import (
     ModelFileError,
+    ModelvizError,
     UnknownModelError,
     UnsafePickleError,
     UserCodeError,
@@ -66,9 +65,31 @@ def _user_error(what: str, exc: BaseException) -> UserCodeError:
     user = [f for f in frames if "site-packages" not in f.filename
             and "/modelviz/" not in f.filename.replace("\\", "/")]
     where = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
+    if isinstance(exc, SystemExit):
+        return UserCodeError(
+            f"{what} exited (SystemExit {exc.code!r}){where}: the code runs a program of its "
+            "own when imported.", "Put that under `if __name__ == \"__main__\":` so that "
+            "importing the file only defines the model.")
     message = " ".join(str(exc).split())[:300]
     return UserCodeError(f"{what} raised {type(exc).__name__}: {message}{where}.",
                          "Fix that error in your code; --debug shows the full traceback.")
+
+
+@contextmanager
+def _user_code(what: str, program: str | None = None) -> Iterator[None]:
+    """Run the user's code: its errors become one line naming their file and line. It sees a
+    command line of its own, ``program`` and no arguments, so a script that parses arguments
+    or exits when imported neither reads modelviz's options nor passes for modelviz."""
+    argv = sys.argv
+    sys.argv = [program or (argv[0] if argv else "")]
+    try:
+        yield
+    except (UserCodeError, UnknownModelError):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise _user_error(what, exc) from exc
+    finally:
+        sys.argv = argv
 
 
 def _import_file(path: Path) -> Any:
@@ -84,10 +105,11 @@ def _import_file(path: Path) -> Any:
         sys.path.insert(0, folder)  # so the file can import its neighbours
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
+        with _user_code(f"importing {path}", str(path)):
+            spec.loader.exec_module(module)
+    except UserCodeError:
         del sys.modules[module_name]
-        raise _user_error(f"importing {path}", exc) from exc
+        raise
     return module
 
 
@@ -95,17 +117,16 @@ def _import_dotted(name: str) -> Any:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            raise UnknownModelError(
-                f"no module named {exc.name!r} (from MODEL {name!r}).",
-                "Run from the folder that holds the package, or give path/to/file.py:attr.",
-            ) from exc
-        raise _user_error(f"importing {name}", exc) from exc
-    except Exception as exc:
-        raise _user_error(f"importing {name}", exc) from exc
+    with _user_code(f"importing {name}", name):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                raise UnknownModelError(
+                    f"no module named {exc.name!r} (from MODEL {name!r}).",
+                    "Run from the folder that holds the package, or give path/to/file.py:attr.",
+                ) from exc
+            raise
 
 
 def _returns_module(function: Any) -> bool:
@@ -152,21 +173,12 @@ def _materialize(value: Any, what: str, kwargs: dict[str, Any]) -> nn.Module:
     if not callable(value):
         raise UserCodeError(f"{what} is a {type(value).__name__}, not a model.",
                             "Point MODEL at an nn.Module instance, class or factory.")
-    try:
+    with _user_code(f"building {what}"):
         built = value(**kwargs)
-    except Exception as exc:
-        raise _user_error(f"building {what}", exc) from exc
     if not isinstance(built, nn.Module):
         raise UserCodeError(f"{what}(...) returned a {type(built).__name__}, not an nn.Module.",
                             "Point MODEL at a function that returns the model.")
     return built
-
-
-def _zip_names(path: Path) -> list[str]:
-    if not zipfile.is_zipfile(path):
-        return []
-    with zipfile.ZipFile(path) as archive:
-        return archive.namelist()
 
 
 def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[nn.Module, str]:
@@ -178,53 +190,31 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
     if path.suffix == ".onnx":
         raise ModelFileError(f"{path} is an ONNX file, not a PyTorch model.",
                              f"Open it with `modelviz netron {path}`.")
-    names = _zip_names(path)
+    names = untrusted.zip_names(path, "MODEL")
     map_location = "cpu" if device.type == "meta" else device
     if any("/code/" in n for n in names):
         try:
-            with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; we only read it
-                warnings.simplefilter("ignore", FutureWarning)
-                scripted: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
-                    str(path), map_location=map_location)
-            return scripted, "torchscript"
+            return untrusted.load_torchscript(path, map_location), "torchscript"
         except Exception as exc:
-            raise ModelFileError(f"{path} looks like TorchScript but failed to load: {exc}",
-                                 "Re-save it with torch.jit.save.") from exc
+            raise ModelFileError(f"{path} looks like TorchScript but failed to load: "
+                                 f"{_flat(exc)}", "Re-save it with torch.jit.save.") from exc
     if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
         try:
-            program = torch.export.load(str(path))
-            try:
-                module: nn.Module = torch.export.unflatten(program)  # keeps the module hierarchy
-            except Exception:
-                module = program.module()
+            module = untrusted.load_exported_program(path, names, trust=trust_pickle)
+        except ModelvizError:
+            raise
         except Exception as exc:
             raise ModelFileError(f"{path} looks like an exported program but failed to load: "
-                                 f"{exc}", "Re-save it with torch.export.save.") from exc
+                                 f"{_flat(exc)}", "Re-save it with torch.export.save.") from exc
         return module, "exported-program"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+        obj = untrusted.load_data(path, "MODEL")
+    except UnsafePickleError as exc:
         if not trust_pickle:
             raise UnsafePickleError(
                 f"{path} is a pickled Python object (a whole model saved with torch.save), "
-                "and unpickling it runs code from the file.",
-                "If you trust its source, add --trust-pickle; better, save model.state_dict() "
-                "and pass it with --weights.",
-            ) from exc
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except (AttributeError, ModuleNotFoundError) as err:
-            raise UserCodeError(
-                f"unpickling {path} needs the model's class, which cannot be imported: {err}.",
-                "Run from the folder where the class's module is importable (a class defined "
-                "in a script's __main__ cannot be found again).",
-            ) from err
-        except Exception as err:
-            raise ModelFileError(f"{path} could not be unpickled: {err}", "Check the file.") \
-                from err
-    except Exception as exc:
-        raise ModelFileError(f"{path} is not a file torch can load: {exc}",
-                             "Give a TorchScript, .pt2 or torch.save file.") from exc
+                "and unpickling it runs code from the file.", untrusted.TRUST_FIX) from exc
+        obj = _unpickle(path)
     if isinstance(obj, nn.Module):
         return obj, "pickle"
     if isinstance(obj, dict):
@@ -234,6 +224,23 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
         )
     raise ModelFileError(f"{path} holds a {type(obj).__name__}, not a model.",
                          "Save the model with torch.jit.save, torch.export.save or torch.save.")
+
+
+def _flat(exc: BaseException, limit: int = 300) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+def _unpickle(path: Path) -> Any:
+    """The whole pickled model, allowed by --trust-pickle; the user's code runs as it loads."""
+    try:
+        with _user_code(f"unpickling {path}"):
+            return untrusted.load_pickle(path)
+    except (AttributeError, ModuleNotFoundError) as err:
+        raise UserCodeError(
+            f"unpickling {path} needs the model's class, which cannot be imported: {err}.",
+            "Run from the folder where the class's module is importable (a class defined "
+            "in a script's __main__ cannot be found again).",
+        ) from err
 
 
 def _file_spec(spec: str) -> tuple[Path, str] | None:
@@ -273,12 +280,8 @@ def _build(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
     if file is not None:
         return _from_file(*file, spec, kwargs, trust_pickle, device)
     if zoo.is_model_name(spec):
-        try:
+        with _user_code(f"building torchvision's {spec}"):
             module = zoo.build(spec, kwargs)
-        except UserCodeError:
-            raise
-        except Exception as exc:
-            raise _user_error(f"building torchvision's {spec}", exc) from exc
         return LoadedModel(module, spec, "torchvision", torchvision_name=spec,
                            default_sizes=zoo.default_sizes(spec))
     if ":" in spec or "." in spec:

@@ -8,11 +8,13 @@ in a pull request can be compared with the summary CI stored for main.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelviz.errors import ModelFileError
+from modelviz.output import mark_input
 
 #: Totals compared, with their labels; MB figures use torchsummary's definitions.
 METRICS: dict[str, str] = {
@@ -28,19 +30,51 @@ BUDGETED = ("params", "flops", "estimated_total_size_mb")
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:
-    """A summary.json written by modelviz, checked for its schema."""
+    """A summary.json written by modelviz, checked for the parts of its schema ``compare``
+    reads: a hand-edited or truncated file is a one-line error, not a traceback."""
     file = Path(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ModelFileError(f"no such file: {path}.", "Check the path to the summary.") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise ModelFileError(f"{path} nests JSON too deeply to be a modelviz summary.",
+                             "Write one with `modelviz summary MODEL -o summary.json`.") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(f"{path} is not a JSON file: {exc}.",
                              "Write one with `modelviz summary MODEL -o summary.json`.") from exc
+    mark_input(file, "the summary")
     if not (isinstance(data, dict) and str(data.get("schema", "")).startswith("modelviz.summary/")):
         raise ModelFileError(f"{path} is JSON, but not a modelviz summary.",
                              "Write one with `modelviz summary MODEL -o summary.json`.")
+    problem = _schema_problem(data)
+    if problem is not None:
+        raise ModelFileError(f"{path} is a damaged modelviz summary: {problem}.",
+                             "Write it again with `modelviz summary MODEL -o summary.json`.")
     return data
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _schema_problem(data: dict[str, Any]) -> str | None:
+    totals, layers = data.get("totals"), data.get("layers")
+    if not isinstance(totals, dict):
+        return "no \"totals\" object"
+    for metric in METRICS:
+        if totals.get(metric) is not None and not _number(totals[metric]):
+            return f"totals.{metric} is {json.dumps(totals[metric])[:40]}, not a number"
+    if not isinstance(layers, list):
+        return "no \"layers\" list"
+    for index, layer in enumerate(layers):
+        if not (isinstance(layer, dict) and isinstance(layer.get("name"), str)
+                and isinstance(layer.get("type"), str) and isinstance(layer.get("params"), int)
+                and not isinstance(layer.get("params"), bool) and "output_shapes" in layer):
+            return (f"layers[{index}] lacks a name, type, params count or output_shapes")
+    if not isinstance(data.get("model", ""), str):
+        return "\"model\" is not a string"
+    return None
 
 
 @dataclass(frozen=True)

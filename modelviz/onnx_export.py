@@ -34,7 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from modelviz import engine
 from modelviz.errors import DeviceError, ExportError, OutputError, SpecError
 from modelviz.inputs import input_names
-from modelviz.output import new_file_mode
+from modelviz.output import commit_files, resolve_target, staging_dir
+from modelviz.specs import check_tolerance
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 #: Protobuf cannot serialise a message of 2 GiB or more; leave room for the graph itself.
@@ -61,25 +62,41 @@ class TensorInfo:
 
 @dataclass
 class Parity:
-    """How far ONNX Runtime's output is from torch's, for one output.
+    """How far ONNX Runtime's output is from torch's, for one output at one batch size.
 
     ``max_rel_error`` is the largest ``|onnx - torch| / max(|torch|, atol)``: relative where the
-    value is large, and not blown up by values near zero.
+    value is large, and not blown up by values near zero. Positions equal on both sides agree
+    whatever their value (inf with the same inf, NaN with NaN); a NaN or an infinity on one side
+    only is an infinite error. ``uninformative`` says why a passing check proves nothing (torch's
+    output is constant, all NaN...): a graph that computed anything else would have matched too.
     """
 
     output: str
     max_abs_error: float
     max_rel_error: float
     ok: bool
+    batch: int | None = None  # the inputs' batch size, where they share one
+    uninformative: str | None = None  # what torch's output is, when that makes the check moot
+
+    @property
+    def informative(self) -> bool:
+        return self.uninformative is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "max_abs_error": self.max_abs_error,
-                "max_rel_error": self.max_rel_error, "ok": self.ok}
+        return {"output": self.output, "batch": self.batch, "max_abs_error": self.max_abs_error,
+                "max_rel_error": self.max_rel_error, "ok": self.ok,
+                "informative": self.informative, "uninformative_reason": self.uninformative}
 
 
 @dataclass
 class ExportResult:
-    """What was written and what the checks found."""
+    """What was written and what the checks found.
+
+    ``ok`` fails on a parity error beyond ``atol`` (at the export's batch or at batch + 1) and on
+    any problem, but not on an uninformative check: a constant output says nothing against the
+    file, which may well be right, and failing would make an untrained model (a zero-initialised
+    head) unexportable. The check is flagged instead (``informative``), in the table and JSON.
+    """
 
     path: Path
     exporter: str
@@ -94,13 +111,22 @@ class ExportResult:
     parity: list[Parity] | None = None  # None: not verified
     atol: float = 1e-4
     batch_checked: int | None = None  # another batch size that ran in ONNX Runtime
-    problems: list[str] = field(default_factory=list)  # verification failures beyond parity
+    batch_parity: list[Parity] | None = None  # its values against torch's at that batch
+    problems: list[str] = field(default_factory=list)  # beyond parity at the export's batch
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(p.ok for p in self.parity or [])
+        return not self.problems and all(p.ok for p in [*(self.parity or []),
+                                                        *(self.batch_parity or [])])
+
+    @property
+    def informative(self) -> bool | None:
+        """Whether every comparison made can tell a right file from a wrong one; None when
+        nothing was compared."""
+        checks = [*(self.parity or []), *(self.batch_parity or [])]
+        return all(p.informative for p in checks) if self.parity is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,10 +136,13 @@ class ExportResult:
             "op_counts": self.op_counts,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
-            "verified": self.parity is not None, "ok": self.ok, "atol": self.atol,
+            "verified": self.parity is not None, "ok": self.ok,
+            "informative": self.informative, "atol": self.atol,
             "parity": [p.to_dict() for p in self.parity] if self.parity is not None else None,
-            "batch_checked": self.batch_checked, "problems": self.problems,
-            "notes": self.notes, "seconds": self.seconds,
+            "batch_checked": self.batch_checked,
+            "batch_parity": ([p.to_dict() for p in self.batch_parity]
+                             if self.batch_parity is not None else None),
+            "problems": self.problems, "notes": self.notes, "seconds": self.seconds,
         }
 
 
@@ -616,9 +645,58 @@ def _numpy(tensor: torch.Tensor) -> Any:
     return tensor.detach().to("cpu").contiguous().numpy()
 
 
-def _verify(path: Path, inputs: list[torch.Tensor], reference: list[torch.Tensor],
-            names: list[str], atol: float, result: ExportResult) -> None:
+def _uninformative(name: str, values: Any) -> str | None:
+    """Why comparing with torch's ``values`` proves nothing, or None: with no element, no
+    finite one, or one value everywhere (an untrained zero-initialised head gives 0 for every
+    logit, whatever the layers before it computed), any graph of the right shape would match."""
     import numpy as np
+
+    finite = np.isfinite(values)
+    if values.size == 0:
+        what = "is empty"
+    elif np.isnan(values).all():
+        what = "is all NaN"
+    elif (values.size > 1 or not finite.all()) and (values == values.flat[0]).all():
+        first = float(values.flat[0])
+        what = ("is all zeros (a layer initialised to zero, such as an untrained head?)"
+                if first == 0 else f"is {first:g}" + (" everywhere" if values.size > 1 else ""))
+    elif not finite.any():
+        what = (f"is never finite ({int(np.isnan(values).sum()):,} NaN, "
+                f"{int(np.isinf(values).sum()):,} infinite)")
+    else:
+        return None
+    return f"torch's {name} {what}"
+
+
+def _compare(name: str, got: Any, reference: torch.Tensor, atol: float,
+             batch: int | None) -> Parity | str:
+    """One output's parity, or why it cannot be compared. A position counts only where the two
+    differ: equal infinities and NaN against NaN agree; a NaN or an infinity facing anything
+    else is an infinite error, never the NaN that subtracting them gives."""
+    import numpy as np
+
+    expected = _numpy(reference).astype(np.float64)
+    actual = np.asarray(got).astype(np.float64)
+    if actual.shape != expected.shape:
+        return (f"{name}: shape {list(actual.shape)} in ONNX Runtime, {list(expected.shape)} "
+                "in torch")
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+        diff = np.where(same, 0.0, np.abs(actual - expected))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        rel = np.where(np.isinf(diff), np.inf, diff / np.fmax(np.abs(expected), atol))
+    abs_err = float(diff.max()) if diff.size else 0.0
+    rel_err = float(rel.max()) if rel.size else 0.0
+    return Parity(name, abs_err, rel_err, abs_err <= atol, batch,
+                  _uninformative(name, expected))
+
+
+def _verify(path: Path, inputs: list[torch.Tensor], reference: list[torch.Tensor],
+            names: list[str], atol: float, result: ExportResult, *, model: nn.Module,
+            device: torch.device | None, train: bool, args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> None:
+    """ONNX Runtime against torch at the export's batch, then at batch + 1 on a dynamic batch;
+    the model and its structured inputs are there for torch's pass at that other batch."""
     import onnxruntime as ort
 
     if any(t.dtype == torch.bfloat16 for t in [*inputs, *reference]):
@@ -643,39 +721,37 @@ def _verify(path: Path, inputs: list[torch.Tensor], reference: list[torch.Tensor
         result.problems.append(f"the file has {len(got)} outputs, torch's forward returns "
                                f"{len(reference)}")
         return
+    batch = _batched(tuple(inputs), {})
     result.parity = []
     for name, ours, theirs in zip(names_out(result), got, reference, strict=True):
-        expected = _numpy(theirs).astype(np.float64)
-        actual = np.asarray(ours).astype(np.float64)
-        if actual.shape != expected.shape:
-            result.problems.append(f"{name}: shape {list(actual.shape)} in ONNX Runtime, "
-                                   f"{list(expected.shape)} in torch")
+        compared = _compare(name, ours, theirs, atol, batch)
+        if isinstance(compared, str):
+            result.problems.append(compared)
             continue
-        if expected.size and not np.abs(expected).max() > 0:
-            result.notes.append(f"torch's {name} is all zeros (an untrained layer initialised to "
-                                "zero?), so its parity check shows little")
-        diff = np.abs(actual - expected)
-        bad = np.isnan(actual) != np.isnan(expected)
-        diff = np.where(np.isnan(actual) & np.isnan(expected), 0.0, diff)
-        abs_err = float(diff.max()) if diff.size else 0.0
-        rel_err = float((diff / np.maximum(np.abs(expected), atol)).max()) if diff.size else 0.0
-        if bad.any():
-            abs_err = rel_err = float("inf")
-        result.parity.append(Parity(name, abs_err, rel_err, abs_err <= atol))
+        if compared.uninformative:
+            result.notes.append(f"{compared.uninformative}, so its parity check proves nothing")
+        result.parity.append(compared)
     if result.dynamic_batch:
-        _other_batch(session, graph_inputs, names, inputs, result)
+        _other_batch(session, graph_inputs, names, result, model=model, device=device,
+                     train=train, args=args, kwargs=kwargs)
 
 
 def names_out(result: ExportResult) -> list[str]:
     return [t.name for t in result.outputs]
 
 
-def _other_batch(session: Any, graph_inputs: list[str], names: list[str],
-                 inputs: list[torch.Tensor], result: ExportResult) -> None:
-    """Run the file at batch + 1: a dynamic batch that only works at the export's batch size
-    would fail here, not in the user's serving code."""
-    batch = inputs[0].shape[0] + 1
-    bigger = [torch.cat([t, t[:1]]) for t in inputs]
+def _other_batch(session: Any, graph_inputs: list[str], names: list[str], result: ExportResult,
+                 *, model: nn.Module, device: torch.device | None, train: bool,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Run the file at batch + 1 and compare it with torch on the same inputs: a dynamic batch
+    that only works at the export's batch size (one the exporter froze into a constant) would
+    fail here, not in the user's serving code."""
+    from torch.utils import _pytree as pytree
+
+    bigger_args, bigger_kwargs = pytree.tree_map(
+        lambda t: torch.cat([t, t[:1]]) if isinstance(t, torch.Tensor) else t, (args, kwargs))
+    bigger = _tensors((bigger_args, bigger_kwargs))
+    batch = bigger[0].shape[0]
     feeds = dict(zip(names, (_numpy(t) for t in bigger), strict=True))
     try:
         got = session.run(None, {n: feeds[n] for n in graph_inputs})
@@ -689,6 +765,40 @@ def _other_batch(session: Any, graph_inputs: list[str], names: list[str],
                                    "though the file declares them as the batch")
             return
     result.batch_checked = batch
+    try:
+        reference = _tensors(engine.run(model, bigger_args, bigger_kwargs, device=device,
+                                        train=train, count_flops=False,
+                                        keep_output=True).output_value)
+    except Exception as exc:  # torch's own limit, not the file's: say so and compare nothing
+        result.notes.append(f"torch's forward fails at batch {batch} ("
+                            + " ".join(str(exc).split())[:200] + "), so ONNX Runtime's values "
+                            "there are not compared")
+        return
+    if len(reference) != len(got):
+        result.problems.append(f"at batch {batch}, the file has {len(got)} outputs, torch's "
+                               f"forward returns {len(reference)}")
+        return
+    _batch_parity(got, reference, batch, result)
+
+
+def _batch_parity(got: list[Any], reference: list[torch.Tensor], batch: int,
+                  result: ExportResult) -> None:
+    """The values at batch + 1. An error there is a problem of its own only where the export's
+    batch passed: that is what points at a batch size frozen in the file, and what the one-line
+    failure message must then name instead of the export batch's small error."""
+    passed = all(p.ok for p in result.parity or [])
+    result.batch_parity = []
+    for name, ours, theirs in zip(names_out(result), got, reference, strict=True):
+        compared = _compare(name, ours, theirs, result.atol, batch)
+        if isinstance(compared, str):
+            result.problems.append(f"at batch {batch}, {compared}")
+            continue
+        result.batch_parity.append(compared)
+        if passed and not compared.ok:
+            result.problems.append(
+                f"ONNX Runtime matches torch at the export's batch but differs by "
+                f"{compared.max_abs_error:.3g} on {name} at batch {batch}, beyond --atol "
+                f"{result.atol:g} (did the exporter record the batch size as a constant?)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,8 +841,7 @@ def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
         raise SpecError(f"unknown exporter {exporter!r}.", "Use auto, dynamo or torchscript.")
     if opset is not None and not 7 <= opset <= 30:
         raise SpecError(f"bad --opset {opset}.", "Use an ONNX opset such as 18 or 20.")
-    if atol is not None and atol <= 0:
-        raise SpecError(f"bad --atol {atol}.", "Use a positive tolerance, e.g. 1e-4.")
+    check_tolerance(atol)
     if prepared.device.type == "meta":
         raise DeviceError("an ONNX file holds the weights, and the meta device has none.",
                           "Export on --device cpu (or cuda).")
@@ -754,15 +863,11 @@ def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
         seconds["reference"] = time.perf_counter() - started
     names = leaf_names(reference, "output") if reference is not None else None
 
-    folder = target.parent if str(target.parent) else Path()
+    final = resolve_target(target)  # a symbolic link's destination; never over an input
+    folder = final.parent if str(final.parent) else Path()
+    staging = staging_dir(final)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=folder))
-    except OSError as exc:
-        raise OutputError(f"cannot write into {folder}: {exc.strerror}.",
-                          "Choose another output path.") from exc
-    try:
-        staged = staging / target.name
+        staged = staging / final.name
         started = time.perf_counter()
         with stage(f"Exporting {prepared.loaded.name} to ONNX"), \
                 engine.as_run(model, prepared.device, train=train) as placed:
@@ -793,11 +898,11 @@ def export(prepared: Any, output: str | Path, *, exporter: str = "auto",
             started = time.perf_counter()
             with stage("Comparing ONNX Runtime with torch"):
                 _verify(staged, _tensors((args, kwargs)), _tensors(reference), names_in, atol,
-                        result)
+                        result, model=model, device=prepared.device, train=train, args=args,
+                        kwargs=kwargs)
             seconds["verify"] = time.perf_counter() - started
-        for path in [*extra, staged]:  # the weights first, so the model never points at nothing
-            path.chmod(new_file_mode())
-            path.replace(folder / path.name)
+        # the weights first, so the model never points at nothing
+        commit_files(staging, folder, [p.name for p in [*extra, staged]])
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)

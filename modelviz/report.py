@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelviz.errors import ModelvizError, OutputError
-from modelviz.output import write_text
+from modelviz.output import atomic_folder, write_text
+from modelviz.specs import check_tolerance
 
 if TYPE_CHECKING:
     from modelviz.activation_stats import ActivationReport
@@ -65,7 +66,8 @@ class Report:
         return [part for part in self.parts.values() if part.status != "ok"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "inputs": self.inputs, "folder": str(self.folder),
+        return {"schema": "modelviz.report/1", "model": self.model, "inputs": self.inputs,
+                "folder": str(self.folder),
                 "ok": self.ok, "index": _relative(self.index, self.folder) if self.index else None,
                 "parts": {name: part.to_dict(self.folder) for name, part in self.parts.items()}}
 
@@ -97,11 +99,46 @@ def _quiet(_: str) -> Iterator[None]:
     yield
 
 
+#: Everything a report writes; a folder holding anything else is not replaced.
+REPORT_FILES = frozenset({"index.html", "report.json", "summary.json", "summary.md", "graph.svg",
+                          "model.onnx", "model.onnx.data", "activations"})
+
+
+def _not_a_report(folder: Path) -> str | None:
+    """Why ``folder`` may not be replaced by a new report: it is not one, or it holds files a
+    report does not write (a report replaces its folder whole)."""
+    try:
+        written = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        written = None
+    if not (isinstance(written, dict) and "parts" in written):
+        return "it holds no modelviz report (report.json)"
+    strays = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        top = relative.parts[0]
+        if top not in REPORT_FILES or path.is_symlink() or (
+                top == "activations" and len(relative.parts) > 1
+                and (len(relative.parts) > 2 or path.suffix != ".png")):
+            strays.append(str(relative))
+    if strays:
+        shown = ", ".join(strays[:3]) + (f" and {len(strays) - 3} more" if len(strays) > 3
+                                         else "")
+        return f"it holds files a report does not write: {shown}"
+    return None
+
+
 def check_folder(folder: str | Path) -> Path:
+    """Fail before any work if ``folder`` cannot take the report."""
     directory = Path(folder)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"{folder} is a file, not a folder.",
                           "Give a folder for the report, e.g. -o report/.")
+    if directory.is_dir() and any(directory.iterdir()):
+        why = _not_a_report(directory)
+        if why is not None:
+            raise OutputError(f"{folder} is not empty, and {why}.",
+                              "Give a new or empty folder: the report replaces it whole.")
     return directory
 
 
@@ -116,6 +153,7 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
     from modelviz.activation_stats import representative_modules
 
     directory = check_folder(folder)
+    check_tolerance(atol)  # here, not inside the ONNX part: a typo is not a failed export
     chosen = layers or tuple(representative_modules(prepared.model))
     graph_probe = api.graph_probe(prepared)
     probes: list[Any] = [graph_probe]
@@ -131,9 +169,28 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
     with stage("Running the forward pass"):
         trace = api.run(prepared, train=train, keep_output=onnx, probes=tuple(probes))
     summary = api.summarize(prepared, trace)
-    directory.mkdir(parents=True, exist_ok=True)
-    report = Report(directory, prepared.loaded.name, summary.inputs, {})
+    # Built beside the folder and swapped in whole: a reader never sees half a report, and
+    # nothing of an earlier one stays behind.
+    with atomic_folder(directory, _not_a_report) as staging:
+        report = _write(prepared, trace, summary, staging, directory, graph_probe,
+                        activation_probe, acts, chosen=chosen, depth=depth, onnx=onnx,
+                        exporter=exporter, opset=opset, atol=atol, static=static, train=train,
+                        dot=dot, stage=stage)
+    report.folder = directory
+    for part in report.parts.values():
+        part.files = [directory / f.relative_to(staging) for f in part.files]
+    report.index = directory / "index.html"
+    return report
 
+
+def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, final: Path,
+           graph_probe: Any, activation_probe: Any, acts: Part, *, chosen: tuple[str, ...],
+           depth: int | None, onnx: bool, exporter: str, opset: int | None,
+           atol: float | None, static: bool, train: bool, dot: str | Path | None,
+           stage: Stage) -> Report:
+    """Every part into ``directory``, then the page and report.json that list them (report.json
+    names ``final``, where the folder will be)."""
+    report = Report(directory, prepared.loaded.name, summary.inputs, {})
     report.parts["summary"] = _summary_part(summary, directory)
     with stage("Drawing the graph"):
         report.parts["graph"] = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
@@ -156,7 +213,8 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
 
     page = render_index(report, summary, activation_report)
     report.index = write_text(directory / "index.html", page)
-    write_text(directory / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    written = {**report.to_dict(), "folder": str(final)}
+    write_text(directory / "report.json", json.dumps(written, indent=2) + "\n")
     return report
 
 
@@ -211,9 +269,14 @@ def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: Part, *, expo
                                 opset=opset, atol=atol, dynamic_batch=not static, train=train,
                                 reference=trace.output_value)
     part.files += [result.path, *result.data_files]
-    part.data = result.to_dict()
+    # paths relative to the report: it is built aside and moved, and read on other machines
+    part.data = {**result.to_dict(), "path": _relative(result.path, directory),
+                 "data_files": [_relative(f, directory) for f in result.data_files]}
     if not result.ok:
-        worst = max(result.parity or [], key=lambda p: p.max_abs_error, default=None)
-        part.problem = ("ONNX Runtime and torch disagree" + (
-            f": {worst.output} differs by {worst.max_abs_error:.3g} (--atol {result.atol:g})"
-            if worst is not None else "") + ".")
+        failed = [p for p in result.parity or [] if not p.ok]
+        worst = max(failed, key=lambda p: p.max_abs_error, default=None)
+        if worst is not None:
+            part.problem = (f"ONNX Runtime and torch disagree: {worst.output} differs by "
+                            f"{worst.max_abs_error:.3g} (--atol {result.atol:g}).")
+        else:  # batch + 1's values, or a file ONNX Runtime cannot run: say which
+            part.problem = "the ONNX checks failed: " + "; ".join(result.problems) + "."

@@ -97,6 +97,8 @@ def parse_device(text: str) -> str:
     return value
 
 
+#: Counts past this are typing mistakes (a petaFLOP is 1e15).
+MAX_COUNT = 1e30
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
 _NUMBER_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([KMGBT]?)\s*$", re.I)
 
@@ -109,8 +111,35 @@ def parse_count(text: str, *, what: str = "number") -> int:
             f"bad {what} {text!r}.",
             "Write a number with an optional K, M, G or T suffix, e.g. 25M.",
         )
-    number = float(match.group(1).replace("_", "").replace(",", ""))
-    return round(number * _SUFFIXES[match.group(2).upper()])
+    number = float(match.group(1).replace("_", "").replace(",", "")) * _SUFFIXES[
+        match.group(2).upper()]
+    if not number < MAX_COUNT:  # 1e999 is inf, and inf cannot be rounded to a count
+        raise SpecError(f"bad {what} {text!r}: too large.",
+                        f"Write a number below {MAX_COUNT:.0e}, e.g. 25M.")
+    return round(number)
+
+
+def parse_budget(text: str, *, what: str) -> int:
+    """A count that something must stay under: above zero, since nothing is below it."""
+    value = parse_count(text, what=what)
+    if value <= 0:
+        raise SpecError(f"bad {what} {text!r}: a budget must be above 0.",
+                        f"Give the most allowed, e.g. {what} 25M.")
+    return value
+
+
+def check_seed(seed: int) -> int:
+    """torch seeds are 64-bit: a larger one fails deep inside torch."""
+    if not 0 <= seed < 2**63:
+        raise SpecError(f"bad --seed {seed}.", f"Use a whole number from 0 to {2**63 - 1}.")
+    return seed
+
+
+def check_tolerance(atol: float | None, what: str = "--atol") -> float | None:
+    """A tolerance is a positive, finite number (``nan`` compares false with everything)."""
+    if atol is not None and not 0 < atol < float("inf"):
+        raise SpecError(f"bad {what} {atol}.", "Use a positive number, e.g. 1e-4.")
+    return atol
 
 
 def parse_kwarg(text: str) -> tuple[str, object]:

@@ -9,7 +9,6 @@ is the only way to produce the graph format TensorBoard reads.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from torch import nn
 
 from modelviz.errors import DeviceError, MissingToolError, OutputError
 from modelviz.layer_table import Summary
+from modelviz.output import commit_files, exclusive, staging_dir
 
 SCALARS = ("params", "trainable_params", "flops", "estimated_total_size_mb")
 
@@ -57,22 +57,20 @@ def _writer(logdir: Path) -> Any:
 
 def _graph(writer: Any, model: nn.Module, args: tuple[Any, ...], train: bool) -> str | None:
     """add_graph in the pass's mode (eval unless --train: dropout would make the tracer's two
-    runs differ); returns why it failed, if it did."""
-    modes = {module: module.training for module in model.modules()}
-    model.train(train)
+    runs differ), with the model's flags and buffers restored afterwards (a BatchNorm traced
+    in train mode updates its running statistics); returns why it failed, if it did."""
+    from modelviz.engine import as_run
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), as_run(model, None, train=train) as placed:
             warnings.simplefilter("ignore")  # jit.trace's deprecation and tracer warnings
             # Traced here without the tracer's self-check, which add_graph cannot turn off: it
             # compares two traces' generated class names and fails on transformers for that.
             traced = torch.jit.trace(  # type: ignore[no-untyped-call]
-                model, args, strict=False, check_trace=False)
+                placed, args, strict=False, check_trace=False)
             writer.add_graph(traced, args if len(args) != 1 else args[0], use_strict_trace=False)
     except Exception as exc:  # the tracer fails in many ways on dynamic models
         return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
     return None
 
 
@@ -82,8 +80,9 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
               train: bool = False, step: int = 0) -> TensorboardLog:
     """Write one TensorBoard run into ``logdir``; ``activation_images`` are HxWx3 uint8 images.
 
-    The events go to a temporary folder beside ``logdir`` and move in only when complete, so a
-    failure leaves no truncated event file for TensorBoard to choke on.
+    The events are written in a private folder outside the run's parent (where TensorBoard
+    would list it as a run) and move in only when complete, so a failure leaves no truncated
+    event file for TensorBoard to choke on; a second writer of the same run fails at once.
     """
     if any(p.is_meta for p in model.parameters()):
         raise DeviceError("a TensorBoard log needs real weights, and the model is on the meta "
@@ -92,28 +91,27 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--logdir {folder} is a file, not a folder.",
                           "Give a folder, e.g. --logdir runs/resnet18.")
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot create the folder {folder}: {exc.strerror}.",
-                          "Choose another --logdir.") from exc
     result = TensorboardLog(folder)
-    try:
-        writer = _writer(staging)
+    with exclusive(folder):
+        staging = staging_dir()
         try:
-            _fill(writer, result, model, args, summary, graph=graph, histograms=histograms,
-                  activation_images=activation_images or {}, train=train, step=step)
+            writer = _writer(staging)
+            try:
+                _fill(writer, result, model, args, summary, graph=graph,
+                      histograms=histograms, activation_images=activation_images or {},
+                      train=train, step=step)
+            finally:
+                writer.close()
+            if graph and "graph" not in result.skipped:
+                result.graph_nodes = _count_graph_nodes(staging)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create the folder {folder}: {exc.strerror}.",
+                                  "Choose another --logdir.") from exc
+            result.files = commit_files(staging, folder)
         finally:
-            writer.close()
-        if graph and "graph" not in result.skipped:
-            result.graph_nodes = _count_graph_nodes(staging)
-        folder.mkdir(exist_ok=True)
-        for event_file in staging.iterdir():
-            event_file.replace(folder / event_file.name)
-            result.files.append(folder / event_file.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
     return result
 
 

@@ -6,7 +6,6 @@ would run code from the file.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz.errors import ModelFileError, WeightsMismatchError
+from modelviz import untrusted
+from modelviz.errors import ModelFileError, UnsafePickleError, WeightsMismatchError
 
 #: Where training scripts put the model's weights inside a checkpoint dict.
 CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model", "net", "module")
@@ -65,18 +65,12 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
             raise ModelFileError(f"--weights {path} is not a valid safetensors file: {exc}",
                                  "Check that the file is complete.") from exc
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = " ".join(str(exc).split())[:200]
+        obj = untrusted.load_data(file, "--weights")
+    except UnsafePickleError as exc:
         raise ModelFileError(
-            f"--weights {path} holds more than tensors, and loading it safely "
-            f"(weights_only=True) refused it: {reason}",
+            f"{exc.problem} modelviz loads weights with weights_only=True.",
             "If it is a whole pickled model, give it as MODEL with --trust-pickle instead.",
         ) from exc
-    except Exception as exc:
-        raise ModelFileError(f"--weights {path} is not a file torch.load can read: {exc}",
-                             "Give a state dict saved with torch.save, or a .safetensors file."
-                             ) from exc
     return _find_state_dict(obj, str(path))
 
 

@@ -6,7 +6,12 @@ Nothing here imports torch; commands import the library inside their bodies, so 
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -22,14 +27,64 @@ from modelviz.cli import netron as netron_cmd
 from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
-from modelviz.cli._console import error_line
-from modelviz.errors import ModelvizError
+from modelviz.cli._console import error_line, note
+from modelviz.errors import ExitStatus, ModelvizError
 
 
 def _debug(ctx: Any) -> bool:
-    obj = getattr(ctx, "obj", None)
-    return bool(os.environ.get("MODELVIZ_DEBUG")) or bool(
-        isinstance(obj, dict) and obj.get("debug"))
+    """--debug (parsed before the group runs its callback) or MODELVIZ_DEBUG."""
+    params = getattr(ctx, "params", None) or {}
+    return bool(os.environ.get("MODELVIZ_DEBUG")) or bool(params.get("debug"))
+
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: a library that
+    swallows it cannot make the command commit its files or exit 0."""
+    from modelviz import output
+
+    def interrupted(signum: int, frame: Any) -> None:
+        output.note_interrupt()
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupted)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _diagnostics(debug: bool) -> Iterator[list[warnings.WarningMessage]]:
+    """Python's and torch's warnings, held back: shown as one-line notes after a command that
+    succeeded, dropped when it failed, so that an error stays the one line it should be."""
+    if debug:
+        yield []
+        return
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)  # torch's own log lines are for torch's developers
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield caught
+    finally:
+        torch_log.setLevel(level)
+
+
+def _show(caught: list[warnings.WarningMessage]) -> None:
+    shown: set[str] = set()
+    for warning in caught:
+        if issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
+            continue  # about libraries' futures, not the user's model
+        text = " ".join(str(warning.message).split())[:300]
+        if text and text not in shown:
+            shown.add(text)
+            note(f"{warning.category.__name__}: {text}")
 
 
 class ModelvizGroup(TyperGroup):
@@ -39,22 +94,31 @@ class ModelvizGroup(TyperGroup):
     """
 
     def invoke(self, ctx: Any) -> Any:
+        from modelviz import output
+
+        debug = _debug(ctx)
+        output.reset()
         try:
-            return super().invoke(ctx)
+            with _interrupts(), _diagnostics(debug) as caught:
+                result = super().invoke(ctx)
+                if output.was_interrupted():
+                    raise KeyboardInterrupt
+            _show(caught)
+            return result
         except ModelvizError as exc:
-            if _debug(ctx):
+            if debug:
                 raise
             error_line(exc.problem, exc.fix)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             error_line("interrupted.", None)
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
         except MemoryError as exc:
-            if _debug(ctx):
+            if debug:
                 raise
-            error_line(f"out of memory: {exc}",
+            error_line(f"out of memory{': ' + str(exc) if str(exc) else ''}.",
                        "Try --device meta for shapes and counts, or a smaller --batch-size.")
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitStatus.USER_ERROR) from None
 
 
 app = typer.Typer(

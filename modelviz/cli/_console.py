@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -13,47 +13,56 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rich.console import Console, RenderableType
+    from rich.text import Text
+
+
+def console(**options: Any) -> Console:
+    """A Console that shows every string as it is: no Rich markup, no emoji codes and no
+    highlighting, so a module named ``[/]`` or a folder named ``[exp1]`` can neither crash
+    a table nor vanish from it. Our own styles are given as ``Text`` spans instead."""
+    from rich.console import Console
+
+    return Console(markup=False, emoji=False, highlight=False, **options)
 
 
 def err_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return console(stderr=True, soft_wrap=True)
 
 
 def out_console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False)
+    return console()
 
 
 def print_out(renderable: RenderableType) -> None:
     """Print to stdout; in a pipe, as wide as the content needs and without colour."""
-    console = out_console()
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        from rich.console import Console
+    out = out_console()
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        width = out.measure(renderable, options=out.options.update_width(10_000)).maximum
+        out = console(width=max(40, width))
+    out.print(renderable)
 
-        width = console.measure(renderable, options=console.options.update_width(10_000)).maximum
-        console = Console(highlight=False, width=max(40, width))
-    console.print(renderable)
+
+def _line(label: str, style: str, message: str, fix: str | None = None) -> Text:
+    """``label: message fix`` with control characters in the message shown as escapes."""
+    from rich.text import Text
+
+    from modelviz.escape import printable
+
+    text = Text()
+    text.append(label, style=style)
+    text.append(" " + printable(message))
+    if fix:
+        text.append(" " + printable(fix), style="yellow")
+    return text
 
 
 def note(message: str) -> None:
     """A side remark on stderr, so that stdout stays clean for pipes and --json."""
-    err_console().print(f"[dim]note:[/] {message}")
+    err_console().print(_line("note:", "dim", message))
 
 
 def error_line(problem: str, fix: str | None) -> None:
-    text = f"[bold red]error:[/] {_escape(problem)}"
-    if fix:
-        text += f" [yellow]{_escape(fix)}[/]"
-    err_console().print(text)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    err_console().print(_line("error:", "bold red", problem, fix))
 
 
 @contextmanager

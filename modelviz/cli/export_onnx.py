@@ -52,9 +52,11 @@ def export_onnx(
 
     from modelviz import onnx_export
     from modelviz.render.onnx_view import render_export
+    from modelviz.specs import check_tolerance
 
     if output is not None:
         onnx_export.check_output(output)
+    check_tolerance(atol)
     prepared = opts.load(quiet=as_json)
     target = output or Path(_file_name(prepared.loaded.name) + ".onnx")
 

@@ -10,7 +10,8 @@ import typer
 from modelviz.cli._console import note
 
 HostOpt = Annotated[str, typer.Option(
-    "--host", help="Address to listen on; 0.0.0.0 makes it reachable from other machines.")]
+    "--host", help="Address to listen on (IPv4 or IPv6); 0.0.0.0 or :: (every interface) makes "
+    "it reachable from other machines.")]
 PortOpt = Annotated[int, typer.Option(
     "--port", "-p", help="Port to serve on; 0 picks a free one.")]
 
@@ -20,7 +21,7 @@ def serve_until_stopped(path: Path, *, host: str, port: int, browse: bool) -> No
     from modelviz import netron_server
 
     served = netron_server.serve(path, host=host, port=port, browse=browse)
-    if host in ("0.0.0.0", "::"):
+    if netron_server.binds_everywhere(host):
         note("listening on every network interface: anyone who can reach this machine can "
              "read the model")
     print(f"Netron is showing {path} at {served.url}", flush=True)  # scripts read this line

@@ -49,10 +49,13 @@ def report(
     import json
 
     from rich.table import Table
+    from rich.text import Text
 
     from modelviz import report as reports
+    from modelviz.specs import check_tolerance
 
     reports.check_folder(output)
+    check_tolerance(atol)
     prepared = opts.load(quiet=as_json)
 
     def stage(message: str) -> AbstractContextManager[None]:
@@ -77,7 +80,7 @@ def report(
             if len(part.files) > 6:
                 files += f" and {len(part.files) - 6} more"
             reason = part.error or part.problem
-            table.add_row(part.name, f"[{style}]{part.status}[/]", _what(part),
+            table.add_row(part.name, Text(part.status, style=style), _what(part),
                           (reason + (f" ({files})" if files else "")) if reason else files)
         print_out(table)
         note(f"open {output / 'index.html'}")

@@ -29,13 +29,13 @@ EXTENSIONS = {".txt": SummaryFormat.table, ".md": SummaryFormat.markdown,
 
 def parse_columns(values: list[str] | None) -> tuple[SummaryColumns, ...]:
     names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
-    if "all" in names:
-        return ALL_COLUMNS
     known = {c.value: c for c in SummaryColumns}
-    bad = [n for n in names if n.replace("-", "_") not in known]
+    bad = [n for n in names if n != "all" and n.replace("-", "_") not in known]
     if bad:
         raise SpecError(f"unknown column {bad[0]!r}.",
                         f"Use any of: {', '.join(known)}, or all.")
+    if "all" in names:
+        return ALL_COLUMNS
     return tuple(known[n.replace("-", "_")] for n in names)
 
 
@@ -87,12 +87,12 @@ def summary(
     Example: modelviz summary vgg16 3x224x224
     """
     from modelviz import api
-    from modelviz.specs import parse_count
+    from modelviz.specs import parse_budget
 
     chosen = choose_format(fmt, output)
     extra = parse_columns(columns)
-    params_budget = parse_count(max_params, what="--max-params") if max_params else None
-    flops_budget = parse_count(max_flops, what="--max-flops") if max_flops else None
+    params_budget = parse_budget(max_params, what="--max-params") if max_params else None
+    flops_budget = parse_budget(max_flops, what="--max-flops") if max_flops else None
     quiet = chosen in (SummaryFormat.json, SummaryFormat.csv) and output is None
 
     prepared = opts.load(quiet=quiet)

@@ -2,10 +2,13 @@
 
 One row per module call in the order calls finished, skipping the root and bare
 ``Sequential``/``ModuleList`` containers, named ``Type-N``, with -1 for the batch dimension.
+Types and shapes (dict keys) go through ``printable``: they are the user's text, shown on a
+terminal.
 """
 
 from __future__ import annotations
 
+from modelviz.escape import printable
 from modelviz.layer_table import Summary, counted_in_memory
 from modelviz.records import TensorMeta, Tree
 from modelviz.render.text import count, mb
@@ -36,7 +39,7 @@ def render_classic(summary: Summary) -> str:
         record = trace.modules[call.module]
         own = record.params + record.shared_params  # a tied weight shows on each of its users
         lines.append("{:>20}  {:>25} {:>15}".format(
-            f"{record.type}-{number}", _shape(call.output), count(own)))
+            f"{printable(record.type)}-{number}", printable(_shape(call.output)), count(own)))
     totals = summary.totals
     lines += [
         DOUBLE_RULE,

@@ -1,4 +1,7 @@
-"""``modelviz diff`` as a Rich table or as Markdown to paste in a pull request."""
+"""``modelviz diff`` as a Rich table or as Markdown to paste in a pull request.
+
+Model labels, layer names and details come from the models: ``Text`` through ``printable`` for
+the terminal (never Rich markup), ``md_code``/``md_text`` for the Markdown."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from modelviz.escape import md_code, md_text, printable
 from modelviz.model_diff import Change, ModelDiff
 from modelviz.render.text import count, human
 
@@ -30,7 +34,8 @@ def _delta(change: Change) -> str:
 
 
 def render_diff_table(diff: ModelDiff) -> Group:
-    totals = Table(title=f"{diff.a} → {diff.b}", title_justify="left", header_style="bold")
+    title = Text(f"{printable(diff.a)} → {printable(diff.b)}")
+    totals = Table(title=title, title_justify="left", header_style="bold")
     totals.add_column("Total")
     totals.add_column("A", justify="right")
     totals.add_column("B", justify="right")
@@ -47,8 +52,9 @@ def render_diff_table(diff: ModelDiff) -> Group:
         layers.add_column("Details")
         colours = {"added": "green", "removed": "red", "changed": "yellow"}
         for layer in diff.layers:
-            layers.add_row(layer.name, Text(layer.kind, style=colours[layer.kind]),
-                           "; ".join(layer.details))
+            layers.add_row(Text(printable(layer.name)),
+                           Text(layer.kind, style=colours[layer.kind]),
+                           Text(printable("; ".join(layer.details))))
         parts.append(layers)
     else:
         parts.append(Text("No layer was added, removed or changed.", style="dim"))
@@ -56,8 +62,8 @@ def render_diff_table(diff: ModelDiff) -> Group:
 
 
 def render_diff_markdown(diff: ModelDiff) -> str:
-    lines = [f"### `{diff.a}` → `{diff.b}`", "", "| Total | A | B | Change |",
-             "| :--- | ---: | ---: | ---: |"]
+    lines = [f"### {md_code(diff.a, table=False)} → {md_code(diff.b, table=False)}", "",
+             "| Total | A | B | Change |", "| :--- | ---: | ---: | ---: |"]
     for change in diff.totals:
         lines.append(f"| {change.label} | {_value(change, change.a)} | "
                      f"{_value(change, change.b)} | {_delta(change)} |")
@@ -65,8 +71,8 @@ def render_diff_markdown(diff: ModelDiff) -> str:
     if diff.layers:
         lines += ["| Layer | Change | Details |", "| :--- | :--- | :--- |"]
         for layer in diff.layers:
-            details = "; ".join(layer.details).replace("|", "\\|")
-            lines.append(f"| `{layer.name}` | {layer.kind} | {details} |")
+            details = md_text("; ".join(layer.details))
+            lines.append(f"| {md_code(layer.name)} | {layer.kind} | {details} |")
     else:
         lines.append("No layer was added, removed or changed.")
     return "\n".join(lines) + "\n"

@@ -3,11 +3,16 @@
 Everything is written in the graph's own order (execution order), with no ids from memory
 addresses, so the same model gives the same bytes on every machine. The source needs no Graphviz
 to produce; ``modelviz.graphviz_tool`` lays it out.
+
+Names and types are the user's text: ids go through ``dot_id``, plain labels through
+``dot_label`` and HTML-like labels through ``dot_html`` (``modelviz.render.text``), so that any
+name, control characters included, is drawn as written instead of breaking the layout.
 """
 
 from __future__ import annotations
 
 from modelviz.dataflow import KINDS, Cluster, ModuleGraph, Node
+from modelviz.escape import dot_html, dot_id, dot_label
 
 __all__ = ["COLOURS", "RANKDIRS", "to_dot"]
 
@@ -33,25 +38,16 @@ COLOURS: dict[str, str] = {
 _FONT = "Helvetica"
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _html(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
-
-
 def _label(node: Node) -> str:
-    parts = [f"<B>{_html(node.title)}</B>"]
-    parts += [f'<FONT POINT-SIZE="9">{_html(line)}</FONT>' for line in node.lines]
+    parts = [f"<B>{dot_html(node.title)}</B>"]
+    parts += [f'<FONT POINT-SIZE="9">{dot_html(line)}</FONT>' for line in node.lines]
     return "<" + "<BR/>".join(parts) + ">"
 
 
 def _node(node: Node, indent: str) -> str:
     fill = COLOURS.get(node.layer, COLOURS["other"])
     if node.kind == "op":
-        attrs = (f'label={_quote(node.title)}, shape=ellipse, style=filled, fillcolor="{fill}", '
+        attrs = (f'label={dot_label(node.title)}, shape=ellipse, style=filled, fillcolor="{fill}", '
                  'fontsize=9, height=0.3, margin="0.04,0.02"')
     elif node.kind == "input":
         attrs = f'label={_label(node)}, shape=invhouse, style=filled, fillcolor="{fill}"'
@@ -61,14 +57,14 @@ def _node(node: Node, indent: str) -> str:
         attrs = f'label={_label(node)}, fillcolor="{fill}"'
         if node.repeat > 1:  # a folded run: a double border, as if stacked
             attrs += ", peripheries=2"
-    return f"{indent}{_quote(node.id)} [{attrs}];"
+    return f"{indent}{dot_id(node.id)} [{attrs}];"
 
 
 def _legend(graph: ModuleGraph, rankdir: str) -> list[str]:
     kinds = graph.kinds
     if not kinds:
         return []
-    cells = [f'<TD BGCOLOR="{COLOURS[k]}">{_html(KINDS[k])}</TD>' for k in kinds]
+    cells = [f'<TD BGCOLOR="{COLOURS[k]}">{dot_html(KINDS[k])}</TD>' for k in kinds]
     rows = ("<TR>" + "".join(cells) + "</TR>" if rankdir == "TB"
             else "".join(f"<TR>{c}</TR>" for c in cells))
     table = ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="4">'
@@ -81,9 +77,9 @@ def to_dot(graph: ModuleGraph, *, rankdir: str = "TB", legend: bool = True) -> s
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be one of {RANKDIRS}, not {rankdir!r}")
     lines = [
-        f"digraph {_quote(graph.title)} {{",
+        f"digraph {dot_id(graph.title)} {{",
         f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=11, labelloc=t, '
-        f"label={_quote(graph.caption)}, nodesep=0.3, ranksep=0.35, newrank=true];",
+        f"label={dot_label(graph.caption)}, nodesep=0.3, ranksep=0.35, newrank=true];",
         f'  node [shape=box, style="rounded,filled", fontname="{_FONT}", fontsize=10, '
         'margin="0.1,0.05", penwidth=0.8, color="#4b5563"];',
         f'  edge [fontname="{_FONT}", fontsize=8, fontcolor="#374151", color="#6b7280", '
@@ -116,14 +112,14 @@ def to_dot(graph: ModuleGraph, *, rankdir: str = "TB", legend: bool = True) -> s
                 lines.append(_node(node, indent))
                 continue
             cluster = clusters[item]
-            lines.append(f"{indent}subgraph {_quote(item)} {{")
-            lines.append(f'{indent}  graph [label={_quote(cluster.label)}, style="rounded,dashed", '
-                         'color="#9ca3af", fontsize=9, labeljust=l];')
+            lines.append(f"{indent}subgraph {dot_id(item)} {{")
+            lines.append(f"{indent}  graph [label={dot_label(cluster.label)}, "
+                         'style="rounded,dashed", color="#9ca3af", fontsize=9, labeljust=l];')
             write(item, indent + "  ")
             lines.append(f"{indent}}}")
 
     write(None, "  ")
-    lines += [f"  {_quote(e.src)} -> {_quote(e.dst)} [label={_quote(' ' + e.label)}];"
+    lines += [f"  {dot_id(e.src)} -> {dot_id(e.dst)} [label={dot_label(' ' + e.label)}];"
               for e in graph.edges]
     if legend:
         lines += _legend(graph, rankdir)

@@ -7,11 +7,11 @@ a few lines of script. Nothing is fetched, so the page works from a zip file or 
 from __future__ import annotations
 
 import base64
-import html
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelviz.escape import html_text
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import SummaryColumns, TableOptions
 from modelviz.render.text import human_bytes, inputs_label, totals_lines
@@ -68,7 +68,7 @@ SCRIPT = """
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def _badge(part: Part) -> str:
@@ -148,19 +148,41 @@ def _onnx(part: Part) -> str:
                    for kind in ("inputs", "outputs") for t in data.get(kind, [])]
         body += "<h3>Inputs and outputs</h3>" + _table(["", "Name", "Type", "Shape"], io_rows,
                                                        set())
-        parity = data.get("parity") or []
-        if parity:
-            rows = [[f"<code>{_e(p['output'])}</code>", _e(f"{p['max_abs_error']:.3g}"),
-                     _e(f"{p['max_rel_error']:.3g}"), "ok" if p["ok"] else "<b>over</b>"]
-                    for p in parity]
-            body += (f"<h3>Parity with torch (ONNX Runtime, atol {_e(data.get('atol'))})</h3>"
-                     + _table(["Output", "Max abs error", "Max rel error", ""], rows, {1, 2},
-                              row_classes=["" if p["ok"] else "bad" for p in parity]))
+        body += _onnx_parity(data)
         ops = sorted((data.get("op_counts") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         if ops:
             body += "<h3>Operators</h3><p class=\"mono\">" + ", ".join(
                 f"{_e(op)} ×{n}" for op, n in ops) + "</p>"
     return f'<section id="onnx"><h2>ONNX</h2>{body}</section>'
+
+
+def _onnx_parity(data: dict[str, Any]) -> str:
+    """Parity rows at the export's batch and, on a dynamic batch, at batch + 1; a pass on a
+    constant output is marked apart from one that proves something (report.json before the
+    batch parity and the informative flag existed lacks them: read with .get)."""
+    parity = [*(data.get("parity") or []), *(data.get("batch_parity") or [])]
+    if not parity:
+        return ""
+    batches = data.get("batch_parity") is not None
+    rows, classes = [], []
+    for p in parity:
+        informative = p.get("informative", True)
+        batch = p.get("batch")
+        rows.append(([_e(batch if batch is not None else "–")] if batches else [])
+                    + [f"<code>{_e(p['output'])}</code>", _e(f"{p['max_abs_error']:.3g}"),
+                       _e(f"{p['max_rel_error']:.3g}"),
+                       "<b>over</b>" if not p["ok"] else "ok" if informative
+                       else "ok, uninformative"])
+        classes.append("bad" if not p["ok"] else "" if informative else "dead")
+    headers = (["Batch"] if batches else []) + ["Output", "Max abs error", "Max rel error", ""]
+    shift = 1 if batches else 0
+    reasons = dict.fromkeys(p["uninformative_reason"] for p in parity
+                            if p.get("uninformative_reason"))
+    return (f"<h3>Parity with torch (ONNX Runtime, atol {_e(data.get('atol'))})</h3>"
+            + _table(headers, rows, {shift + 1, shift + 2} | ({0} if batches else set()),
+                     row_classes=classes)
+            + "".join(f'<p class="muted">Uninformative: {_e(r)}, so this check proves next to '
+                      "nothing about the file.</p>" for r in reasons))
 
 
 def _number(value: float | None) -> str:

@@ -1,9 +1,13 @@
-"""The cells of a layer row, shared by the Rich table and the Markdown table."""
+"""The cells of a layer row, shared by the Rich table and the Markdown table.
+
+Every cell is already through ``printable``: a name or type from the user's model (and a dict key
+in a shape) never carries a raw control character to the terminal or to the Markdown renderer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelviz.escape import printable
 from modelviz.layer_table import Row
 from modelviz.render.options import SummaryColumns
 from modelviz.render.text import count, human, human_bytes, inputs_text, shape_text
@@ -51,7 +55,7 @@ def cells(row: Row, total_params: int, columns: tuple[SummaryColumns, ...]) -> L
     record = row.record
     call = record.first_call
     params = row.total("params_total")
-    type_label = record.type
+    type_label = printable(record.type)
     if row.count > 1:
         type_label += f" ×{row.count}"
     elif len(record.calls) > 1:
@@ -73,5 +77,5 @@ def cells(row: Row, total_params: int, columns: tuple[SummaryColumns, ...]) -> L
         if call else "–",
     }
     keys = column_keys(columns)
-    return LayerCells(row.name, type_label, {k: values[k] for k in keys}, shared,
-                      call is not None or bool(record.extra.get("container")))
+    return LayerCells(printable(row.name), type_label, {k: printable(values[k]) for k in keys},
+                      shared, call is not None or bool(record.extra.get("container")))

@@ -8,8 +8,9 @@ from modelviz.render.text import human_bytes
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.text import Text
 
-    from modelviz.onnx_export import ExportResult
+    from modelviz.onnx_export import ExportResult, Parity
 
 #: Op types listed by name in the node line; the rest are summed as "N more".
 TOP_OPS = 8
@@ -26,6 +27,39 @@ def ops_text(counts: dict[str, int], top: int = TOP_OPS) -> str:
     if rest:
         text += f", {len(rest)} more types ({sum(n for _, n in rest)} nodes)"
     return text
+
+
+def verdict(check: Parity) -> Text:
+    """A check's cell: an uninformative pass is told apart from one that proves something,
+    since it cannot tell a right file from a wrong one. A styled Text, not markup: the console
+    prints strings as they are."""
+    from rich.text import Text
+
+    if not check.ok:
+        return Text("over atol", style="bold red")
+    return Text("ok", style="green") if check.informative else Text("ok, uninformative",
+                                                                     style="yellow")
+
+
+def _parity_table(result: ExportResult) -> RenderableType:
+    """One row per output and batch size compared; the batch column only where there are two."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"ONNX Runtime vs torch (atol {result.atol:g})", title_justify="left",
+                  header_style="bold")
+    batches = result.batch_parity is not None
+    if batches:
+        table.add_column("Batch", justify="right")
+    table.add_column("Output")
+    table.add_column("Max abs error", justify="right")
+    table.add_column("Max rel error", justify="right")
+    table.add_column("")
+    for check in [*(result.parity or []), *(result.batch_parity or [])]:
+        batch = [str(check.batch) if check.batch is not None else "–"] if batches else []
+        table.add_row(*batch, Text(check.output), f"{check.max_abs_error:.3g}",
+                      f"{check.max_rel_error:.3g}", verdict(check))
+    return table
 
 
 def render_export(result: ExportResult) -> RenderableType:
@@ -52,19 +86,18 @@ def render_export(result: ExportResult) -> RenderableType:
     parts.append(Text.assemble(("Checks ", "bold"), "onnx.checker full check with shape "
                                "inference passed"))
     if result.parity is not None:
-        parity = Table(title=f"ONNX Runtime vs torch (atol {result.atol:g})",
-                       title_justify="left", header_style="bold")
-        parity.add_column("Output")
-        parity.add_column("Max abs error", justify="right")
-        parity.add_column("Max rel error", justify="right")
-        parity.add_column("")
-        for p in result.parity:
-            parity.add_row(Text(p.output), f"{p.max_abs_error:.3g}", f"{p.max_rel_error:.3g}",
-                           "[green]ok[/]" if p.ok else "[bold red]over atol[/]")
-        parts.append(parity)
+        parts.append(_parity_table(result))
+        seen: set[str] = set()
+        for check in [*result.parity, *(result.batch_parity or [])]:
+            if check.uninformative and check.uninformative not in seen:
+                seen.add(check.uninformative)
+                parts.append(Text.assemble(
+                    ("uninformative: ", "bold yellow"), check.uninformative,
+                    ", so this check proves next to nothing about the file"))
     if result.batch_checked is not None:
         parts.append(Text(f"Dynamic batch: also ran at batch {result.batch_checked} in ONNX "
-                          "Runtime"))
+                          "Runtime" + (", values compared with torch's above"
+                                       if result.batch_parity is not None else "")))
     for problem in result.problems:
         parts.append(Text.assemble(("problem: ", "bold red"), problem))
     return Group(*parts)

@@ -1,4 +1,7 @@
-"""The default output: a Rich table with the module hierarchy, then the totals."""
+"""The default output: a Rich table with the module hierarchy, then the totals.
+
+User text (model label, names, types) goes in as ``Text`` through ``printable``: Rich markup is
+never parsed from it, and an escape sequence in a name never reaches the terminal raw."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from modelviz.escape import printable
 from modelviz.layer_table import Summary
 from modelviz.render.layers import HEADERS, cells, column_keys
 from modelviz.render.options import TableOptions
@@ -35,9 +39,9 @@ def render_table(summary: Summary, options: TableOptions) -> Group:
     footer.add_column(justify="right")
     for label_text, value in totals_lines(summary.totals):
         footer.add_row(label_text, value)
-    notes = [Text(f"* {param} is {owner}: counted once", style="dim")
+    notes = [Text(f"* {printable(param)} is {printable(owner)}: counted once", style="dim")
              for param, owner in summary.shared_parameters()]
-    return Group(Text(title, style="italic"), table, footer, *notes)
+    return Group(Text(printable(title), style="italic"), table, footer, *notes)
 
 
 def plain_text(renderable: Group) -> str:
@@ -46,10 +50,11 @@ def plain_text(renderable: Group) -> str:
 
     from rich.console import Console
 
-    probe = Console(width=10_000, file=io.StringIO())
+    # markup off: a string cell that holds "[/]" is text (see modelviz.cli._console.console)
+    probe = Console(width=10_000, file=io.StringIO(), markup=False, emoji=False)
     width = probe.measure(renderable).maximum
     console = Console(width=max(40, width), file=io.StringIO(), color_system=None,
-                      highlight=False, force_terminal=False)
+                      highlight=False, force_terminal=False, markup=False, emoji=False)
     console.print(renderable)
     output = console.file.getvalue()  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in output.splitlines()) + "\n"

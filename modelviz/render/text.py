@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from modelviz.records import TensorMeta, Tree
-
-#: Characters that steer a terminal, a parser or the reading direction rather than show a glyph:
-#: C0 and C1 controls (ESC starts terminal escape sequences), line and paragraph separators, and
-#: the bidirectional overrides that make text read differently from what it holds.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                  "\u2066\u2067\u2068\u2069")
-
-
-def _invisible(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character written as its escape (``\\x1b``, ``\\n``,
-    ``\\u202e``): a name from a model or a file is shown as it is, never obeyed."""
-    if text.isprintable() or not any(_invisible(c) for c in text):
-        return text
-    return "".join(repr(c)[1:-1] if _invisible(c) else c for c in text)
 
 
 def shape_text(tree: Tree | list[Tree], *, batch: str | None = None) -> str:
