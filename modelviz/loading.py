@@ -34,6 +34,7 @@ from modelviz.errors import (
     UnsafePickleError,
     UserCodeError,
 )
+from modelviz.output import mark_input
 from modelviz.specs import InputSpec
 from modelviz.weights import WeightsReport, load_weights
 
@@ -99,6 +100,7 @@ def _import_file(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ModelFileError(f"{path} cannot be imported as Python.", "Give a .py file.")
+    mark_input(path, "the model")
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     if folder not in sys.path:
@@ -190,6 +192,7 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
     if path.suffix == ".onnx":
         raise ModelFileError(f"{path} is an ONNX file, not a PyTorch model.",
                              f"Open it with `modelviz netron {path}`.")
+    mark_input(path, "the model")
     names = untrusted.zip_names(path, "MODEL")
     map_location = "cpu" if device.type == "meta" else device
     if any("/code/" in n for n in names):

@@ -221,6 +221,8 @@ class _Site:
     model: Path
     model_url: bytes
     assets: dict[bytes, tuple[Path, str]]
+    #: ONNX external-data files the model names, beside it: Netron fetches them to show weights
+    data: dict[bytes, Path] = field(default_factory=dict)
 
 
 def _netron_folder() -> Path:
@@ -253,7 +255,50 @@ def _site(file: Path) -> _Site:
                           lambda m: f"{m.group(0)}\n{meta}", page, count=1)
     if not found:
         page = page.replace("<head>", f"<head>\n{meta}", 1)
-    return _Site(page.encode("utf-8"), file.resolve(), b"/data/" + raw_name, assets)
+    return _Site(page.encode("utf-8"), file.resolve(), b"/data/" + raw_name, assets,
+                 _external_data(file))
+
+
+#: An .onnx file this small may keep its weights in other files; a larger one holds them itself.
+EXTERNAL_DATA_SCAN = 64 * 2**20
+
+
+def _external_data(file: Path) -> dict[bytes, Path]:
+    """The external-data files an ONNX model names (``model.onnx.data``), served beside it: only
+    bare file names in the model's own folder, regular files, never links or other folders."""
+    if file.suffix.lower() != ".onnx" or file.stat().st_size > EXTERNAL_DATA_SCAN:
+        return {}
+    try:
+        import onnx
+
+        model = onnx.load(str(file), load_external_data=False)
+    except Exception:  # not ONNX after all: Netron will say so itself
+        return {}
+    found: dict[bytes, Path] = {}
+    for location in _locations(model.graph):
+        candidate = file.parent / location
+        if (location not in ("", ".", "..") and "/" not in location and "\\" not in location
+                and candidate.is_file() and not candidate.is_symlink()):
+            found[b"/data/" + os.fsencode(location)] = candidate.resolve()
+    return found
+
+
+def _locations(graph: Any) -> set[str]:
+    """``location`` of every external tensor in ``graph`` and its subgraphs."""
+    tensors = list(graph.initializer)
+    places: set[str] = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors += [attribute.t] if attribute.HasField("t") else []
+            tensors += list(attribute.tensors)
+            for sub in [attribute.g] if attribute.HasField("g") else []:
+                places |= _locations(sub)
+            for sub in attribute.graphs:
+                places |= _locations(sub)
+    for tensor in tensors:
+        if tensor.data_location == 1:  # TensorProto.EXTERNAL
+            places |= {entry.value for entry in tensor.external_data if entry.key == "location"}
+    return places
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,6 +374,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._body(site.index)
         elif path == site.model_url:
             self._send_file(site.model, "application/octet-stream", no_store=True)
+        elif path in site.data:
+            self._send_file(site.data[path], "application/octet-stream", no_store=True)
         elif path in site.assets:
             self._send_file(*site.assets[path], no_store=False)
         else:

@@ -36,7 +36,7 @@ def mark_input(path: str | Path, what: str) -> None:
     """Remember that ``path`` was read as ``what`` (``--weights``): it must not be overwritten."""
     with contextlib.suppress(OSError):
         info = Path(path).stat()
-        _inputs[(info.st_dev, info.st_ino, info.st_mtime_ns)] = f"{what} {path}"
+        _inputs.setdefault((info.st_dev, info.st_ino, info.st_mtime_ns), f"{what} {path}")
 
 
 def note_interrupt() -> None:
@@ -138,6 +138,8 @@ def _writes_through(path: Path) -> bool:
 def resolve_target(target: str | Path) -> Path:
     """Where writing ``target`` really lands: a symbolic link's destination, checked."""
     final = Path(target)
+    if _writes_through(final):  # /dev/stdout is a link to a pipe that has no path of its own
+        return final
     if final.is_symlink():
         final = Path(os.path.realpath(final))
     _refuse_input(final)
@@ -217,6 +219,8 @@ def staging_dir(beside: str | Path | None = None) -> Path:
 def commit_files(staging: Path, folder: Path, names: list[str] | None = None) -> list[Path]:
     """Move files from ``staging`` into ``folder`` (copied first where it is on another file
     system), each appearing whole under its name."""
+    _check_commit()
+    _make_folder(folder, folder)
     moved = []
     for source in sorted(staging.iterdir()) if names is None else [staging / n for n in names]:
         target = folder / source.name

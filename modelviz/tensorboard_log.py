@@ -104,11 +104,6 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
                 writer.close()
             if graph and "graph" not in result.skipped:
                 result.graph_nodes = _count_graph_nodes(staging)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"cannot create the folder {folder}: {exc.strerror}.",
-                                  "Choose another --logdir.") from exc
             result.files = commit_files(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

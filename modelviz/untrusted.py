@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from modelviz.errors import ModelFileError, UnsafePickleError
+from modelviz.output import mark_input
 
 #: An archive may inflate to this multiple of its size on disk; torch stores tensors uncompressed
 #: (ratio 1), and weights that compress well enough to pass this are not weights.
@@ -85,6 +86,7 @@ def load_data(path: str | Path, what: str) -> Any:
     run code), ``ModelFileError`` when it is no file torch can read.
     """
     file = Path(path)
+    mark_input(file, what)
     zip_names(file, what)
     try:
         return torch.load(file, map_location="cpu", weights_only=True)

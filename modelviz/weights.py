@@ -15,6 +15,7 @@ from torch import nn
 
 from modelviz import untrusted
 from modelviz.errors import ModelFileError, UnsafePickleError, WeightsMismatchError
+from modelviz.output import mark_input
 
 #: Where training scripts put the model's weights inside a checkpoint dict.
 CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model", "net", "module")
@@ -56,6 +57,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     file = Path(path)
     if not file.is_file():
         raise ModelFileError(f"--weights {path}: no such file.", "Check the path.")
+    mark_input(file, "--weights")
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -330,3 +330,31 @@ def test_a_host_that_cannot_be_used_is_one_line(cli: Cli, folder: Path) -> None:
                                     "machine has that address.")
     result = cli("netron", model, "--port", "70000", "--no-browser")
     assert result.exit_code == 2 and "bad --port 70000." in result.stderr
+
+
+def test_external_data_the_model_names_is_served(tmp_path: Path) -> None:
+    """A model over 2 GB keeps its weights in FILE.onnx.data, which Netron fetches to show
+    them: that file is served, because the model names it; a data file it does not name, or one
+    it names outside its folder, is not."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "big.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="big.onnx.data", size_threshold=0)
+    (tmp_path / "other.data").write_bytes(SECRET)
+    running = netron_server.serve(tmp_path / "big.onnx", port=0)
+    try:
+        status, _, body = _request(running, "/data/big.onnx.data")
+        assert status == 200 and body == (tmp_path / "big.onnx.data").read_bytes()
+        for path in ("/data/other.data", "/data/../other.data", "/other.data"):
+            status, _, body = _request(running, path)
+            assert status == 404 and SECRET not in body
+    finally:
+        netron_server.stop(running)

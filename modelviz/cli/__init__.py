@@ -109,16 +109,16 @@ class ModelvizGroup(TyperGroup):
             if debug:
                 raise
             error_line(exc.problem, exc.fix)
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             error_line("interrupted.", None)
-            raise typer.Exit(ExitStatus.INTERRUPTED) from None
+            raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
         except MemoryError as exc:
             if debug:
                 raise
             error_line(f"out of memory{': ' + str(exc) if str(exc) else ''}.",
                        "Try --device meta for shapes and counts, or a smaller --batch-size.")
-            raise typer.Exit(ExitStatus.USER_ERROR) from None
+            raise typer.Exit(int(ExitStatus.USER_ERROR)) from None
 
 
 app = typer.Typer(

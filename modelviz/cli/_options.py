@@ -48,7 +48,8 @@ StrictOpt = Annotated[bool, typer.Option(
     help="Refuse weights whose keys or shapes do not all match the model.")]
 TrustPickleOpt = Annotated[bool, typer.Option(
     "--trust-pickle", rich_help_panel=PANEL,
-    help="Allow loading a whole pickled model; unpickling runs code from the file.")]
+    help="Allow what runs code from the model file: a whole pickled model, or an exported "
+         "program that needs more than its weights.")]
 InputFileOpt = Annotated[Path | None, typer.Option(
     "--input-file", rich_help_panel=PANEL,
     help="Saved inputs (torch.save): a tensor, a tuple of tensors, or a dict of keyword inputs. "
