@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz import untrusted
+from modelviz import memory, untrusted
 from modelviz.errors import ModelFileError, SpecError
 from modelviz.records import describe, iter_metas
 from modelviz.specs import InputSpec
@@ -92,17 +91,7 @@ def _free_bytes(device: torch.device) -> int | None:
     available (a pass needs several times its input, so this only catches the impossible)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with Path("/proc/meminfo").open(encoding="ascii") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return memory.available()
 
 
 def _too_big(needed: int, device: torch.device, why: str) -> SpecError:

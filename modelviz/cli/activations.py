@@ -44,9 +44,10 @@ def render_report(report: ActivationReport) -> RenderableType:
     from rich.text import Text
 
     from modelviz.activation_stats import DEAD_THRESHOLD
+    from modelviz.escape import printable
     from modelviz.render.text import inputs_label
 
-    title = f"{report.model} · {inputs_label(report.inputs)} · {report.device}"
+    title = printable(f"{report.model} · {inputs_label(report.inputs)} · {report.device}")
     table = Table(title=title, title_justify="left", header_style="bold")
     # Numbers never shrink; on a narrow terminal the name and shape columns wrap instead.
     table.add_column("Layer (type)", overflow="fold")
@@ -56,13 +57,13 @@ def render_report(report: ActivationReport) -> RenderableType:
     table.add_column("Image", no_wrap=True)
     for layer in report.layers:
         s = layer.stats
-        label = Text(layer.name)
-        label.append(f" ({layer.type})", style="dim")
+        label = Text(printable(layer.name))
+        label.append(f" ({printable(layer.type)})", style="dim")
         style = "bold red" if layer.nonfinite else "yellow" if layer.dead else ""
         table.add_row(label, "[" + ", ".join(map(str, layer.shape)) + "]", _num(s.mean),
                       _num(s.std), _num(s.min), _num(s.max), f"{s.zero_fraction * 100:.1f}",
                       f"{s.nan_count:,}", f"{s.inf_count:,}",
-                      _image_cell(layer), style=style)
+                      printable(_image_cell(layer)), style=style)
     modules = len({layer.module for layer in report.layers})
     parts = [f"{len(report.layers)} output(s) of {modules} module(s)"]
     dead = [layer.name for layer in report.dead]
@@ -74,7 +75,7 @@ def render_report(report: ActivationReport) -> RenderableType:
     if images:
         parts.append(f"{len(images)} image(s): {images[0].parent}/<layer>.png")
     style = "bold red" if bad else "yellow" if dead else ""
-    return Group(table, Text(" · ".join(parts), style=style))
+    return Group(table, Text(printable(" · ".join(parts)), style=style))
 
 
 @model_command

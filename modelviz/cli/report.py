@@ -52,6 +52,7 @@ def report(
     from rich.text import Text
 
     from modelviz import report as reports
+    from modelviz.escape import printable
     from modelviz.specs import check_tolerance
 
     reports.check_folder(output)
@@ -67,7 +68,7 @@ def report(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        table = Table(title=f"modelviz report of {result.model} in {output}",
+        table = Table(title=printable(f"modelviz report of {result.model} in {output}"),
                       title_justify="left", header_style="bold")
         table.add_column("Part")
         table.add_column("Status")
@@ -80,8 +81,8 @@ def report(
             if len(part.files) > 6:
                 files += f" and {len(part.files) - 6} more"
             reason = part.error or part.problem
-            table.add_row(part.name, Text(part.status, style=style), _what(part),
-                          (reason + (f" ({files})" if files else "")) if reason else files)
+            table.add_row(part.name, Text(part.status, style=style), _what(part), printable(
+                (reason + (f" ({files})" if files else "")) if reason else files))
         print_out(table)
         note(f"open {output / 'index.html'}")
     if not result.ok:

@@ -42,6 +42,7 @@ def tensorboard(
     from rich.table import Table
 
     from modelviz import api
+    from modelviz.escape import printable
 
     model, sizes, options = opts.api_args()
     with spinner(f"Logging {opts.model} to {logdir}", quiet=as_json):
@@ -53,7 +54,7 @@ def tensorboard(
     if as_json:
         typer.echo(json.dumps(written.to_dict(), indent=2))
         return
-    table = Table(title=f"TensorBoard log in {logdir}", title_justify="left",
+    table = Table(title=printable(f"TensorBoard log in {logdir}"), title_justify="left",
                   header_style="bold")
     table.add_column("Tab")
     table.add_column("What")
@@ -62,7 +63,8 @@ def tensorboard(
                       else "not written (see the note above)")
     if histograms:
         table.add_row("Histograms", f"{len(written.histograms)} parameter tensors")
-    table.add_row("Images", ", ".join(f"activations/{name}" for name in written.images) or "–")
+    table.add_row("Images", printable(", ".join(f"activations/{name}" for name in written.images))
+                  or "–")
     table.add_row("Scalars", ", ".join(written.scalars))
     table.add_row("Text", "summary (the layer table as Markdown)")
     print_out(table)

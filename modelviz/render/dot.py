@@ -5,7 +5,7 @@ addresses, so the same model gives the same bytes on every machine. The source n
 to produce; ``modelviz.graphviz_tool`` lays it out.
 
 Names and types are the user's text: ids go through ``dot_id``, plain labels through
-``dot_label`` and HTML-like labels through ``dot_html`` (``modelviz.render.text``), so that any
+``dot_label`` and HTML-like labels through ``dot_html`` (``modelviz.escape``), so that any
 name, control characters included, is drawn as written instead of breaking the layout.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from modelviz.escape import printable
 from modelviz.render.text import human_bytes
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def _parity_table(result: ExportResult) -> RenderableType:
     table.add_column("")
     for check in [*(result.parity or []), *(result.batch_parity or [])]:
         batch = [str(check.batch) if check.batch is not None else "–"] if batches else []
-        table.add_row(*batch, Text(check.output), f"{check.max_abs_error:.3g}",
+        table.add_row(*batch, Text(printable(check.output)), f"{check.max_abs_error:.3g}",
                       f"{check.max_rel_error:.3g}", verdict(check))
     return table
 
@@ -68,8 +69,9 @@ def render_export(result: ExportResult) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    files = ", ".join(f.name for f in result.data_files)
-    facts = Text.assemble(("File ", "bold"), f"{result.path} ({human_bytes(result.file_bytes)}"
+    files = printable(", ".join(f.name for f in result.data_files))
+    facts = Text.assemble(("File ", "bold"), f"{printable(str(result.path))} "
+                          f"({human_bytes(result.file_bytes)}"
                           + (f", weights in {files}" if files else ", self-contained")
                           + f"), opset {result.opset}, {result.exporter} exporter")
     table = Table(header_style="bold")
@@ -79,7 +81,8 @@ def render_export(result: ExportResult) -> RenderableType:
     table.add_column("Shape")
     for kind, infos in (("input", result.inputs), ("output", result.outputs)):
         for info in infos:
-            table.add_row(kind, Text(info.name), info.dtype, Text(dims_text(info.shape)))
+            table.add_row(kind, Text(printable(info.name)), info.dtype,
+                          Text(printable(dims_text(info.shape))))
     parts: list[RenderableType] = [facts, table]
     parts.append(Text.assemble(("Nodes ", "bold"), f"{result.node_count:,}: ",
                                ops_text(result.op_counts)))
@@ -92,12 +95,12 @@ def render_export(result: ExportResult) -> RenderableType:
             if check.uninformative and check.uninformative not in seen:
                 seen.add(check.uninformative)
                 parts.append(Text.assemble(
-                    ("uninformative: ", "bold yellow"), check.uninformative,
+                    ("uninformative: ", "bold yellow"), printable(check.uninformative),
                     ", so this check proves next to nothing about the file"))
     if result.batch_checked is not None:
         parts.append(Text(f"Dynamic batch: also ran at batch {result.batch_checked} in ONNX "
                           "Runtime" + (", values compared with torch's above"
                                        if result.batch_parity is not None else "")))
     for problem in result.problems:
-        parts.append(Text.assemble(("problem: ", "bold red"), problem))
+        parts.append(Text.assemble(("problem: ", "bold red"), printable(problem)))
     return Group(*parts)
