@@ -19,6 +19,7 @@ from torch import nn
 
 from modelviz.errors import ModelFileError, SpecError
 from modelviz.output import mark_input
+from modelviz.untrusted import not_a_file
 
 __all__ = ["ImageInput", "input_channels", "open_image", "parse_floats", "parse_resize",
            "preprocess"]
@@ -82,8 +83,9 @@ def open_image(path: str | Path) -> Any:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = Path(path)
-    if not file.is_file():
-        raise ModelFileError(f"--image {path}: no such file.", "Check the path to the image.")
+    why = not_a_file(file)
+    if why is not None:
+        raise ModelFileError(f"--image {path}: {why}.", "Check the path to the image.")
     mark_input(file, "--image")
     try:
         with warnings.catch_warnings():

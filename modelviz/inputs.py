@@ -127,8 +127,9 @@ def load_inputs(path: str | Path, *, device: torch.device | str = "cpu",
                 float_dtype: torch.dtype | None = None) -> ModelInputs:
     """A saved tensor, a tuple/list of tensors (positional), or a dict (keyword inputs)."""
     file = Path(path)
-    if not file.is_file():
-        raise ModelFileError(f"--input-file {path}: no such file.",
+    why = untrusted.not_a_file(file)
+    if why is not None:
+        raise ModelFileError(f"--input-file {path}: {why}.",
                              "Save inputs with torch.save(x, 'inputs.pt') first.")
     value = untrusted.load_data(file, "--input-file")
     value = _move(value, torch.device(device), float_dtype)

@@ -94,8 +94,9 @@ def _user_code(what: str, program: str | None = None) -> Iterator[None]:
 
 
 def _import_file(path: Path) -> Any:
-    if not path.is_file():
-        raise ModelFileError(f"no such file: {path}.", "Check the path to your model file.")
+    why = untrusted.not_a_file(path)
+    if why is not None:
+        raise ModelFileError(f"{why}: {path}.", "Check the path to your model file.")
     module_name = f"_modelviz_user_{path.stem}_{abs(hash(path.resolve())) % 10**8}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -260,8 +261,9 @@ def _file_spec(spec: str) -> tuple[Path, str] | None:
 
 def _from_file(path: Path, attr: str, spec: str, kwargs: dict[str, Any], trust_pickle: bool,
                device: torch.device) -> LoadedModel:
-    if not path.is_file():
-        raise ModelFileError(f"no such file: {path}.", "Check the path to your model.")
+    why = untrusted.not_a_file(path)
+    if why is not None:
+        raise ModelFileError(f"{why}: {path}.", "Check the path to your model.")
     if path.suffix != ".py":
         if kwargs:
             raise UserCodeError(f"{path} is a saved model, so --kwarg cannot apply.",

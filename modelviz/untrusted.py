@@ -50,6 +50,15 @@ TRUST_FIX = ("If you trust its source, add --trust-pickle; better, save model.st
              "pass it with --weights, or export to ONNX.")
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (missing, a folder, a device), or None."""
+    if path.is_file():
+        return None
+    if not path.exists():
+        return "no such file"
+    return "a folder, not a file" if path.is_dir() else "not a regular file (a device or a pipe?)"
+
+
 def zip_names(path: Path, what: str) -> list[str]:
     """The entries of a zip archive (``[]`` for any other file), after refusing zip bombs."""
     try:

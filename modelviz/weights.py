@@ -55,8 +55,9 @@ class WeightsReport:
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors of a state dict file, and the checkpoint key they were found under."""
     file = Path(path)
-    if not file.is_file():
-        raise ModelFileError(f"--weights {path}: no such file.", "Check the path.")
+    why = untrusted.not_a_file(file)
+    if why is not None:
+        raise ModelFileError(f"--weights {path}: {why}.", "Check the path.")
     mark_input(file, "--weights")
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file

@@ -46,6 +46,14 @@ LINES = [
     (["summary", NET, "1x28x28", "--columns", "all,bogus"], "error: unknown column 'bogus'."),
     (["summary", NET, "1x28x28", "-o", "/proc/modelviz.md"], "error: cannot write "
      "/proc/modelviz.md: "),
+    # click's own usage errors: one line too, never its boxed usage screen
+    (["summary", NET, "-1"], "error: No such option: -1. See 'modelviz summary --help'."),
+    (["summary", NET, "1x28x28", "--depth", "0"], "error: Invalid value for '--depth' / '-d'"),
+    (["summary"], "error: Missing argument 'model'. See 'modelviz summary --help'."),
+    (["sumary", NET], "error: No such command 'sumary'. Did you mean 'summary'? See "
+     "'modelviz --help'."),
+    (["diff", NET, NET, "--fail-on-increase", "-1"], "error: Invalid value for "
+     "'--fail-on-increase'"),
 ]
 
 

@@ -6,12 +6,13 @@ Nothing here imports torch; commands import the library inside their bodies, so 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Annotated, Any
 
 import typer
@@ -87,6 +88,17 @@ def _show(caught: list[warnings.WarningMessage]) -> None:
             note(f"{warning.category.__name__}: {text}")
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's UsageError: vendored inside recent Typer, click's own under older ones."""
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        with suppress(ImportError):
+            return (importlib.import_module(module).UsageError,)
+    return ()  # pragma: no cover - Typer always brings one of the two
+
+
+_USAGE_ERRORS = _usage_errors()
+
+
 class ModelvizGroup(TyperGroup):
     """Turns library exceptions into one line on stderr and an exit status, for every command.
 
@@ -110,6 +122,15 @@ class ModelvizGroup(TyperGroup):
                 raise
             error_line(exc.problem, exc.fix)
             raise typer.Exit(int(exc.exit_code)) from None
+        except _USAGE_ERRORS as exc:  # a bad option value or a missing argument: one line too
+            if debug or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            usage: Any = exc
+            command = usage.ctx.command_path if usage.ctx is not None else "modelviz"
+            message = str(usage.format_message()).strip()
+            error_line(message if message.endswith((".", "?")) else message + ".",
+                       f"See '{command} --help'.")
+            raise typer.Exit(int(ExitStatus.USER_ERROR)) from None
         except KeyboardInterrupt:
             error_line("interrupted.", None)
             raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
