@@ -71,8 +71,7 @@ def _user_error(what: str, exc: BaseException) -> UserCodeError:
             f"{what} exited (SystemExit {exc.code!r}){where}: the code runs a program of its "
             "own when imported.", "Put that under `if __name__ == \"__main__\":` so that "
             "importing the file only defines the model.")
-    message = " ".join(str(exc).split())[:300]
-    return UserCodeError(f"{what} raised {type(exc).__name__}: {message}{where}.",
+    return UserCodeError(f"{what} raised {type(exc).__name__}: {_flat(exc)}{where}.",
                          "Fix that error in your code; --debug shows the full traceback.")
 
 
@@ -236,15 +235,15 @@ def _flat(exc: BaseException, limit: int = 300) -> str:
 
 def _unpickle(path: Path) -> Any:
     """The whole pickled model, allowed by --trust-pickle; the user's code runs as it loads."""
-    try:
-        with _user_code(f"unpickling {path}"):
+    with _user_code(f"unpickling {path}"):
+        try:
             return untrusted.load_pickle(path)
-    except (AttributeError, ModuleNotFoundError) as err:
-        raise UserCodeError(
-            f"unpickling {path} needs the model's class, which cannot be imported: {err}.",
-            "Run from the folder where the class's module is importable (a class defined "
-            "in a script's __main__ cannot be found again).",
-        ) from err
+        except (AttributeError, ModuleNotFoundError) as err:
+            raise UserCodeError(
+                f"unpickling {path} needs the model's class, which cannot be imported: {err}.",
+                "Run from the folder where the class's module is importable (a class defined "
+                "in a script's __main__ cannot be found again).",
+            ) from err
 
 
 def _file_spec(spec: str) -> tuple[Path, str] | None:

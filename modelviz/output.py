@@ -48,6 +48,11 @@ def was_interrupted() -> bool:
     return bool(_interrupted)
 
 
+def interrupt_handled() -> None:
+    """The Ctrl-C was the expected way to end (a server's), not an interruption."""
+    _interrupted.clear()
+
+
 def reset() -> None:
     """A new command: no inputs read yet, no interrupt."""
     _inputs.clear()
@@ -330,6 +335,8 @@ def atomic_folder(target: str | Path,
     block succeeds. ``replaceable(target)`` says why an existing, non-empty ``target`` must not
     be replaced (files modelviz did not write), or None."""
     final = Path(target)
+    if final.is_symlink():  # as for files: the folder it points to is replaced, the link stays
+        final = Path(os.path.realpath(final))
     if final.exists() and not final.is_dir():
         raise OutputError(f"{target} is a file, not a folder.", "Give a folder, e.g. -o report/.")
     with exclusive(final):

@@ -358,3 +358,19 @@ def test_external_data_the_model_names_is_served(tmp_path: Path) -> None:
             assert status == 404 and SECRET not in body
     finally:
         netron_server.stop(running)
+
+
+def test_ctrl_c_stops_the_server_cleanly(folder: Path) -> None:
+    """Ctrl-C is how a server is stopped: exit 0 and a note, not the 130 of an interruption."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "modelviz", "netron",
+                             str(folder / "model.onnx"), "--port", "0", "--no-browser"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    assert ready and proc.stdout.readline().startswith("Netron is showing")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert stderr.splitlines()[-1] == "note: stopped" and "error" not in stderr

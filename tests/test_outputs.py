@@ -232,3 +232,12 @@ def test_ctrl_c_always_exits_130_and_leaves_nothing(tmp_path: Path, command: str
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip() == "error: interrupted."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swallow.py"]
+
+
+def test_a_report_folder_behind_a_link(cli: Cli, tmp_path: Path) -> None:
+    real = tmp_path / "reports" / "today"
+    real.mkdir(parents=True)
+    link = tmp_path / "latest"
+    link.symlink_to(real, target_is_directory=True)
+    assert _report(cli, link).exit_code == 1  # --no-onnx
+    assert link.is_symlink() and (real / "report.json").is_file()

@@ -18,15 +18,20 @@ PortOpt = Annotated[int, typer.Option(
 
 def serve_until_stopped(path: Path, *, host: str, port: int, browse: bool) -> None:
     """Serve ``path``, print its URL on stdout, and wait for Ctrl-C."""
-    from modelviz import netron_server
+    from modelviz import netron_server, output
 
     served = netron_server.serve(path, host=host, port=port, browse=browse)
     if netron_server.binds_everywhere(host):
         note("listening on every network interface: anyone who can reach this machine can "
              "read the model")
-    print(f"Netron is showing {path} at {served.url}", flush=True)  # scripts read this line
-    note("press Ctrl-C to stop")
-    netron_server.wait(served)
+    try:
+        print(f"Netron is showing {path} at {served.url}", flush=True)  # scripts read this line
+        note("press Ctrl-C to stop")
+        netron_server.wait(served)
+    except KeyboardInterrupt:  # before wait() was reached to catch it
+        netron_server.stop(served)
+    output.interrupt_handled()  # Ctrl-C is how a server stops: exit 0, not 130
+    note("stopped")
 
 
 def netron(
