@@ -154,6 +154,8 @@ _NAMES = frozenset({"name", "fqn", "parameter_name", "buffer_name", "path_name",
                     "user_input_name", "user_output_name", "input_name", "output_name"})
 #: A key string inside a pytree spec: no quotes or backslashes, which could close a literal.
 _SAFE_KEY = re.compile(r"[^'\"\\\x00-\x1f\x7f]*")
+#: A string inside a shape expression or guard: a symbol's or an input's name.
+_WORD = re.compile(r"[A-Za-z0-9_]+")
 #: Functions a shape expression or guard may call: sympy's and torch's symbolic arithmetic.
 _LOWER_FUNCTIONS = frozenset({"floor", "ceiling", "sqrt", "log", "exp", "sign", "size",
                               "stride", "storage_offset", "dim", "numel"})
@@ -168,15 +170,16 @@ def _check_expression(text: str, *, field: str) -> None:
         raise UnsafeArchive(f"{field} {text[:80]!r} is not an expression") from exc
     allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.operator,
                ast.unaryop, ast.boolop, ast.cmpop, ast.Load, ast.Name, ast.Constant, ast.Call,
-               ast.keyword, ast.Subscript, ast.Attribute)
+               ast.keyword, ast.Subscript, ast.Attribute, ast.Tuple)  # Piecewise((a, c), ...)
     for node in ast.walk(tree):
         if not isinstance(node, allowed):
             raise UnsafeArchive(f"{field} {text[:80]!r} holds a {type(node).__name__}")
         if isinstance(node, ast.Name) and node.id.startswith("_"):
             raise UnsafeArchive(f"{field} {text[:80]!r} names {node.id}")
+        # strings name a symbol or an input only: sympy's S("...") would sympify (eval) another
         if isinstance(node, ast.Constant) and not (
                 isinstance(node.value, (bool, int, float))
-                or (isinstance(node.value, str) and _SAFE_KEY.fullmatch(node.value))):
+                or (isinstance(node.value, str) and _WORD.fullmatch(node.value))):
             raise UnsafeArchive(f"{field} {text[:80]!r} holds the constant {node.value!r}")
         if isinstance(node, ast.Attribute) and (node.attr not in _LOWER_FUNCTIONS
                                                 or not isinstance(node.ctx, ast.Load)):

@@ -134,7 +134,17 @@ def exported_traps(folder: Path, marker: Path) -> dict[str, Path]:
             holder["expr_str"] = f"({python_call(marker)}) or {holder['expr_str']}"
     traps["shape expression"] = edit_json(dynamic, folder / "shape.pt2", "models/model.json",
                                           shape)
-    # 5. the same archive renamed: the loader goes by content, not by name
+
+    # 5. the same through sympy's S("..."), which sympifies its string: a string with no quote
+    # or backslash in it, built from chr() calls, still runs code
+    quiet = "open(" + "+".join(f"chr({b})" for b in str(marker).encode()) + ",chr(97))"
+
+    def nested(document: dict[str, Any]) -> None:
+        for holder in find(document, "expr_str"):
+            holder["expr_str"] = f'S("{quiet}")*0 + {holder["expr_str"]}'
+    traps["shape expression, nested"] = edit_json(dynamic, folder / "nested.pt2",
+                                                  "models/model.json", nested)
+    # 6. the same archive renamed: the loader goes by content, not by name
     renamed = folder / "inputs_renamed.pt"
     renamed.write_bytes(traps["sample inputs"].read_bytes())
     traps["sample inputs, renamed .pt"] = renamed

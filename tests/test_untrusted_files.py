@@ -37,7 +37,8 @@ def _one_line(result: Result) -> str:
 
 
 @pytest.mark.parametrize("kind", ["sample inputs", "pickled weight", "guards",
-                                  "shape expression", "sample inputs, renamed .pt"])
+                                  "shape expression", "shape expression, nested",
+                                  "sample inputs, renamed .pt"])
 def test_exported_program_traps_are_refused_by_every_command(
         cli: Cli, traps: tuple[dict[str, Path], Path], kind: str, tmp_path: Path) -> None:
     archives, marker = traps
@@ -55,7 +56,7 @@ def test_exported_program_traps_are_refused_by_every_command(
 
 
 @pytest.mark.parametrize("kind", ["sample inputs", "pickled weight", "guards",
-                                  "shape expression"])
+                                  "shape expression", "shape expression, nested"])
 def test_the_exported_program_traps_are_real(kind: str, tmp_path: Path) -> None:
     """torch's own loader, as modelviz called it before, does run each payload, and so does
     modelviz under --trust-pickle: the refusals above are the loader's doing."""
