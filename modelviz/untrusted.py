@@ -155,7 +155,7 @@ _NAMES = frozenset({"name", "fqn", "parameter_name", "buffer_name", "path_name",
 #: A key string inside a pytree spec: no quotes or backslashes, which could close a literal.
 _SAFE_KEY = re.compile(r"[^'\"\\\x00-\x1f\x7f]*")
 #: A string inside a shape expression or guard: a symbol's or an input's name.
-_WORD = re.compile(r"[A-Za-z0-9_]+")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
 #: Functions a shape expression or guard may call: sympy's and torch's symbolic arithmetic.
 _LOWER_FUNCTIONS = frozenset({"floor", "ceiling", "sqrt", "log", "exp", "sign", "size",
                               "stride", "storage_offset", "dim", "numel"})
