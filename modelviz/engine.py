@@ -25,7 +25,7 @@ try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they ski
 except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
-from modelviz.errors import ForwardError
+from modelviz.errors import ForwardError, one_line
 from modelviz.flops import FlopCounter, ShapeFormula, shape_formula
 from modelviz.records import CallRecord, ModuleRecord, Trace, describe, dtype_name, iter_metas
 
@@ -148,11 +148,6 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _one_line(text: str, limit: int = 400) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _shapes_text(call: CallRecord) -> str:
     shapes = [list(m.shape) for m in iter_metas(call.inputs)]
     return ", ".join(str(s) for s in shapes) if shapes else "no tensors"
@@ -248,7 +243,7 @@ class _Pass:
 
     def failure(self, exc: BaseException) -> ForwardError:
         """Name the module that failed, what it was given, and what ran before it."""
-        reason = _one_line(f"{type(exc).__name__}: {exc}")
+        reason = one_line(f"{type(exc).__name__}: {exc}", limit=400)
         done = sorted((c for c in self.calls if c.end_index >= 0 and c.module),
                       key=lambda c: c.end_index)
         if self.stack:

@@ -10,6 +10,13 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Another library's message (an exception, a warning) as part of one line: whitespace and
+    newlines folded, cut at ``limit`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class ExitStatus(IntEnum):
     """What ``modelviz`` exits with."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz.errors import ModelFileError, SpecError
+from modelviz.errors import ModelFileError, SpecError, one_line
 from modelviz.output import mark_input
 from modelviz.untrusted import not_a_file
 
@@ -103,8 +103,7 @@ def open_image(path: str | Path) -> Any:
             "a decompression bomb, or far larger than any model input.",
             "Give a smaller image (resize it first).") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise ModelFileError(f"--image {path} is not an image PIL can read: {reason}.",
+        raise ModelFileError(f"--image {path} is not an image PIL can read: {one_line(exc)}.",
                              "Give a PNG, JPEG, BMP, GIF, TIFF or WebP file.") from exc
     return image
 

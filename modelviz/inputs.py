@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from modelviz import memory, untrusted
-from modelviz.errors import ModelFileError, SpecError
+from modelviz.errors import ModelFileError, SpecError, one_line
 from modelviz.records import describe, iter_metas
 from modelviz.specs import InputSpec
 
@@ -78,7 +78,7 @@ def build_inputs(specs: list[InputSpec], *, model: nn.Module | None = None,
             tensors.append(value.to(device))
         except (RuntimeError, MemoryError) as exc:  # torch's allocators raise RuntimeError
             raise _too_big(sum(_nbytes(*item) for item in shapes), device,
-                           " ".join(str(exc).split())[:200]) from exc
+                           one_line(exc, limit=200)) from exc
     return ModelInputs(args=tuple(tensors), specs=list(specs))
 
 

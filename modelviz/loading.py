@@ -33,6 +33,7 @@ from modelviz.errors import (
     UnknownModelError,
     UnsafePickleError,
     UserCodeError,
+    one_line,
 )
 from modelviz.output import mark_input
 from modelviz.specs import InputSpec
@@ -71,7 +72,7 @@ def _user_error(what: str, exc: BaseException) -> UserCodeError:
             f"{what} exited (SystemExit {exc.code!r}){where}: the code runs a program of its "
             "own when imported.", "Put that under `if __name__ == \"__main__\":` so that "
             "importing the file only defines the model.")
-    return UserCodeError(f"{what} raised {type(exc).__name__}: {_flat(exc)}{where}.",
+    return UserCodeError(f"{what} raised {type(exc).__name__}: {one_line(exc)}{where}.",
                          "Fix that error in your code; --debug shows the full traceback.")
 
 
@@ -200,7 +201,7 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
             return untrusted.load_torchscript(path, map_location), "torchscript"
         except Exception as exc:
             raise ModelFileError(f"{path} looks like TorchScript but failed to load: "
-                                 f"{_flat(exc)}", "Re-save it with torch.jit.save.") from exc
+                                 f"{one_line(exc)}", "Re-save it with torch.jit.save.") from exc
     if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
         try:
             module = untrusted.load_exported_program(path, names, trust=trust_pickle)
@@ -208,7 +209,7 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
             raise
         except Exception as exc:
             raise ModelFileError(f"{path} looks like an exported program but failed to load: "
-                                 f"{_flat(exc)}", "Re-save it with torch.export.save.") from exc
+                                 f"{one_line(exc)}", "Re-save it with torch.export.save.") from exc
         return module, "exported-program"
     try:
         obj = untrusted.load_data(path, "MODEL")
@@ -227,10 +228,6 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
         )
     raise ModelFileError(f"{path} holds a {type(obj).__name__}, not a model.",
                          "Save the model with torch.jit.save, torch.export.save or torch.save.")
-
-
-def _flat(exc: BaseException, limit: int = 300) -> str:
-    return " ".join(str(exc).split())[:limit]
 
 
 def _unpickle(path: Path) -> Any:

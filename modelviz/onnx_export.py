@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from modelviz import engine
-from modelviz.errors import DeviceError, ExportError, OutputError, SpecError
+from modelviz.errors import DeviceError, ExportError, OutputError, SpecError, one_line
 from modelviz.inputs import input_names
 from modelviz.output import commit_files, resolve_target, staging_dir
 from modelviz.specs import check_tolerance
@@ -715,7 +715,7 @@ def _verify(path: Path, inputs: list[torch.Tensor], reference: list[torch.Tensor
         got = session.run(None, {n: feeds[n] for n in graph_inputs})
     except Exception as exc:
         result.problems.append("ONNX Runtime could not run the file: "
-                               + " ".join(str(exc).split())[:300])
+                               + one_line(exc))
         return
     if len(got) != len(reference):
         result.problems.append(f"the file has {len(got)} outputs, torch's forward returns "
@@ -757,7 +757,7 @@ def _other_batch(session: Any, graph_inputs: list[str], names: list[str], result
         got = session.run(None, {n: feeds[n] for n in graph_inputs})
     except Exception as exc:
         result.problems.append(f"the batch dimension is declared dynamic, but ONNX Runtime fails "
-                               f"at batch {batch}: " + " ".join(str(exc).split())[:200])
+                               f"at batch {batch}: " + one_line(exc, limit=200))
         return
     for declared, value in zip(result.outputs, got, strict=True):
         if declared.shape and declared.shape[0] == "batch" and value.shape[0] != batch:
@@ -771,7 +771,7 @@ def _other_batch(session: Any, graph_inputs: list[str], names: list[str], result
                                         keep_output=True).output_value)
     except Exception as exc:  # torch's own limit, not the file's: say so and compare nothing
         result.notes.append(f"torch's forward fails at batch {batch} ("
-                            + " ".join(str(exc).split())[:200] + "), so ONNX Runtime's values "
+                            + one_line(exc, limit=200) + "), so ONNX Runtime's values "
                             "there are not compared")
         return
     if len(reference) != len(got):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelviz.errors import ModelvizError, OutputError
+from modelviz.errors import ModelvizError, OutputError, one_line
 from modelviz.output import atomic_folder, write_text
 from modelviz.specs import check_tolerance
 
@@ -82,7 +82,7 @@ def _relative(path: Path, folder: Path) -> str:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ModelvizError):
         return str(exc)
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return f"{type(exc).__name__}: {one_line(exc)}"
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelviz.errors import DeviceError, MissingToolError, OutputError
+from modelviz.errors import DeviceError, MissingToolError, OutputError, one_line
 from modelviz.layer_table import Summary
 from modelviz.output import commit_files, exclusive, staging_dir
 
@@ -70,7 +70,7 @@ def _graph(writer: Any, model: nn.Module, args: tuple[Any, ...], train: bool) ->
                 placed, args, strict=False, check_trace=False)
             writer.add_graph(traced, args if len(args) != 1 else args[0], use_strict_trace=False)
     except Exception as exc:  # the tracer fails in many ways on dynamic models
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return f"{type(exc).__name__}: {one_line(exc, limit=200)}"
     return None
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from modelviz.errors import ModelFileError, UnsafePickleError
+from modelviz.errors import ModelFileError, UnsafePickleError, one_line
 from modelviz.output import mark_input
 
 #: An archive may inflate to this multiple of its size on disk; torch stores tensors uncompressed
@@ -82,10 +82,10 @@ def zip_names(path: Path, what: str) -> list[str]:
 
 def _reason(exc: BaseException) -> str:
     """torch's weights-only refusal without its paragraphs of advice: the GLOBAL it refused."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc, limit=10_000)
     found = re.search(r"(Unsupported (?:global|operand)[^.]*|unsupported GLOBAL [^ ]+[^.]*)",
                       text)
-    return found.group(1) if found else text[:200]
+    return found.group(1) if found else one_line(text, limit=200)
 
 
 def load_data(path: str | Path, what: str) -> Any:
@@ -110,7 +110,7 @@ def load_data(path: str | Path, what: str) -> Any:
                              "Load it on a larger machine.") from exc
     except Exception as exc:
         raise ModelFileError(f"{what} {path} is not a file torch.load can read: "
-                             f"{' '.join(str(exc).split())[:300]}",
+                             f"{one_line(exc)}",
                              "Give a file written by torch.save.") from exc
 
 

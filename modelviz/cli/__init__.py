@@ -29,7 +29,7 @@ from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
 from modelviz.cli._console import error_line, note
-from modelviz.errors import ExitStatus, ModelvizError
+from modelviz.errors import ExitStatus, ModelvizError, one_line
 
 
 def _debug(ctx: Any) -> bool:
@@ -82,7 +82,7 @@ def _show(caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
         if issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
             continue  # about libraries' futures, not the user's model
-        text = " ".join(str(warning.message).split())[:300]
+        text = one_line(warning.message)
         if text and text not in shown:
             shown.add(text)
             note(f"{warning.category.__name__}: {text}")
