@@ -30,6 +30,7 @@ STAGING_PREFIX = ".modelviz-"
 
 _inputs: dict[tuple[int, int, int], str] = {}
 _interrupted: list[bool] = []
+_cleaned: set[str] = set()  # folders already rid of dead processes' temporaries
 
 
 def mark_input(path: str | Path, what: str) -> None:
@@ -57,6 +58,7 @@ def reset() -> None:
     """A new command: no inputs read yet, no interrupt."""
     _inputs.clear()
     _interrupted.clear()
+    _cleaned.clear()
 
 
 def _check_commit() -> None:
@@ -101,7 +103,12 @@ def _stale_pid(name: str) -> int | None:
 
 
 def clean_stale(folder: Path) -> None:
-    """Remove temporary files and folders that killed modelviz processes left in ``folder``."""
+    """Remove temporary files and folders that killed modelviz processes left in ``folder``;
+    once per folder and process (a report writes dozens of files into one)."""
+    key = str(folder.resolve())
+    if key in _cleaned:
+        return
+    _cleaned.add(key)
     try:
         entries = list(os.scandir(folder))
     except OSError:
