@@ -335,23 +335,33 @@ def _swap_in(staging: Path, final: Path) -> None:
                           "Choose another output path.") from exc
 
 
-@contextlib.contextmanager
-def atomic_folder(target: str | Path,
-                  replaceable: Callable[[Path], str | None]) -> Iterator[Path]:
-    """Yield an empty folder beside ``target`` to fill; it replaces ``target`` whole if the
-    block succeeds. ``replaceable(target)`` says why an existing, non-empty ``target`` must not
-    be replaced (files modelviz did not write), or None."""
+def check_replaceable(target: str | Path,
+                      replaceable: Callable[[Path], str | None]) -> Path:
+    """``target`` as a folder ``atomic_folder`` may replace: none yet, empty, or one that
+    ``replaceable`` accepts (it says why not: files modelviz did not write). Callable early,
+    before any work, and again under the lock."""
     final = Path(target)
     if final.is_symlink():  # as for files: the folder it points to is replaced, the link stays
         final = Path(os.path.realpath(final))
     if final.exists() and not final.is_dir():
-        raise OutputError(f"{target} is a file, not a folder.", "Give a folder, e.g. -o report/.")
+        raise OutputError(f"{target} is a file, not a folder.",
+                          "Give a folder for the report, e.g. -o report/.")
+    if final.is_dir() and any(final.iterdir()):
+        why = replaceable(final)
+        if why is not None:
+            raise OutputError(f"{target} is not empty, and {why}.",
+                              "Give a new or empty folder: the report replaces it whole.")
+    return final
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path,
+                  replaceable: Callable[[Path], str | None]) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to fill; it replaces ``target`` whole if the
+    block succeeds (see ``check_replaceable`` for which folders may be replaced)."""
+    final = check_replaceable(target, replaceable)
     with exclusive(final):
-        if final.is_dir() and any(final.iterdir()):
-            why = replaceable(final)
-            if why is not None:
-                raise OutputError(f"{target} is not empty, and {why}.",
-                                  "Give a new or empty folder: the folder is replaced whole.")
+        check_replaceable(final, replaceable)  # again: another writer may have come first
         staging = staging_dir(final)
         try:
             yield staging

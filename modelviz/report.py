@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelviz.errors import ModelvizError, OutputError, one_line
-from modelviz.output import atomic_folder, write_text
+from modelviz.errors import ModelvizError, one_line
+from modelviz.output import atomic_folder, check_replaceable, write_text
 from modelviz.specs import check_tolerance
 
 if TYPE_CHECKING:
@@ -130,16 +130,8 @@ def _not_a_report(folder: Path) -> str | None:
 
 def check_folder(folder: str | Path) -> Path:
     """Fail before any work if ``folder`` cannot take the report."""
-    directory = Path(folder)
-    if directory.exists() and not directory.is_dir():
-        raise OutputError(f"{folder} is a file, not a folder.",
-                          "Give a folder for the report, e.g. -o report/.")
-    if directory.is_dir() and any(directory.iterdir()):
-        why = _not_a_report(directory)
-        if why is not None:
-            raise OutputError(f"{folder} is not empty, and {why}.",
-                              "Give a new or empty folder: the report replaces it whole.")
-    return directory
+    check_replaceable(folder, _not_a_report)
+    return Path(folder)
 
 
 def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (),
