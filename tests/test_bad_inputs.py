@@ -155,6 +155,8 @@ def test_warnings_never_join_the_error_line(cli: Cli, tmp_path: Path) -> None:
 
             def forward(self, x):
                 warnings.warn("noisy forward", RuntimeWarning)
+                # what a Ctrl-C in the middle of an import leaves: housekeeping, never a note
+                warnings.warn("unclosed file <_io.BufferedReader>", ResourceWarning)
                 return self.fc(x)
     """)
     line = _one_line(cli("summary", f"{path}:Model", "5"))  # wrong size: the pass fails

@@ -82,6 +82,8 @@ def _show(caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
         if issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
             continue  # about libraries' futures, not the user's model
+        if issubclass(warning.category, ResourceWarning):
+            continue  # the interpreter's housekeeping (a Ctrl-C mid-import leaves a file open)
         text = one_line(warning.message)
         if text and text not in shown:
             shown.add(text)
