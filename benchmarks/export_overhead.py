@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import interleaved  # noqa: E402
 from modelviz import api  # noqa: E402
-from modelviz.onnx_export import export  # noqa: E402
+from modelviz.features.onnx.export import export  # noqa: E402
 from sample_models.seeds import Net  # noqa: E402
 from sample_models.transformer import TinyTransformer  # noqa: E402
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modelviz import api  # noqa: E402
-from modelviz.dataflow import DEFAULT_DEPTH  # noqa: E402
+from modelviz.features.graph.probe import DEFAULT_DEPTH  # noqa: E402
 from sample_models.transformer import TinyTransformer  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchviz's distutils import

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import interleaved  # noqa: E402
 from modelviz import api  # noqa: E402
-from modelviz import report as reports  # noqa: E402
-from modelviz.activation_stats import representative_modules  # noqa: E402
+from modelviz.features.activations.stats import representative_modules  # noqa: E402
+from modelviz.features.report import build as reports  # noqa: E402
 
 
 def _hooked_grids(model: torch.nn.Module, x: torch.Tensor, layers: list[str],

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import interleaved  # noqa: E402
-from modelviz import api, output, report, untrusted  # noqa: E402
+from modelviz import api, output  # noqa: E402
+from modelviz.core import untrusted  # noqa: E402
+from modelviz.features.report import build as report  # noqa: E402
 
 
 def _export(model: torch.nn.Module, size: tuple[int, ...], path: Path, dynamic: bool) -> Path:

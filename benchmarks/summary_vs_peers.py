@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import interleaved  # noqa: E402
-from modelviz import engine  # noqa: E402
-from modelviz.layer_table import Summary  # noqa: E402
+from modelviz.core import engine  # noqa: E402
+from modelviz.features.summary.summary import Summary  # noqa: E402
 
 
 def bench_model(name: str, repeat: int) -> dict[str, float]:
@@ -63,7 +63,7 @@ def bench_model(name: str, repeat: int) -> dict[str, float]:
 META = """
 import json, sys, time
 
-from modelviz.memory import peak_rss
+from modelviz.core.machine import peak_rss
 
 from modelviz import api
 start = time.perf_counter()

@@ -14,23 +14,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from modelviz import engine
-from modelviz.devices import resolve_device
+from modelviz.core import engine
+from modelviz.core.devices import resolve_device
+from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs
+from modelviz.core.loading import LoadedModel, load_model
+from modelviz.core.records import Trace
+from modelviz.core.specs import MODEL_DTYPES, InputSpec, check_seed, parse_dtype, parse_size
 from modelviz.errors import DeviceError, SpecError
-from modelviz.inputs import ModelInputs, build_inputs, load_inputs
-from modelviz.layer_table import Summary
-from modelviz.loading import LoadedModel, load_model
-from modelviz.records import Trace
-from modelviz.specs import MODEL_DTYPES, InputSpec, check_seed, parse_dtype, parse_size
+from modelviz.features.summary.summary import Summary
 
 if TYPE_CHECKING:
-    from modelviz.activation_stats import ActivationProbe, ActivationReport
-    from modelviz.dataflow import DataflowProbe
-    from modelviz.graphviz_tool import Drawing
-    from modelviz.images import ImageInput
-    from modelviz.onnx_export import ExportResult
-    from modelviz.report import Report
-    from modelviz.tensorboard_log import TensorboardLog
+    from modelviz.core.image_input import ImageInput
+    from modelviz.features.activations.stats import ActivationProbe, ActivationReport
+    from modelviz.features.graph.drawing import Drawing
+    from modelviz.features.graph.probe import DataflowProbe
+    from modelviz.features.onnx.export import ExportResult
+    from modelviz.features.report.build import Report
+    from modelviz.features.tensorboard.log import TensorboardLog
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
 
@@ -147,8 +147,8 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
          rankdir: str = "TB", show_saved: bool = False, show_attrs: bool = False,
          train: bool = False, dot: str | Path | None = None) -> Drawing:
     """The graph of a prepared model as a ``graphviz_tool.Drawing``, from one pass."""
-    from modelviz.graphviz_tool import Drawing
-    from modelviz.render.dot import RANKDIRS
+    from modelviz.features.graph.dot import RANKDIRS
+    from modelviz.features.graph.drawing import Drawing
 
     if view not in GRAPH_VIEWS:
         raise SpecError(f"unknown graph view {view!r}.", "Use modules or autograd.")
@@ -160,7 +160,7 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
         if opened or depth is not None or not fold:
             raise SpecError("depth, expand and fold apply to the modules view only.",
                             "Drop them, or draw --view modules.")
-        from modelviz.autograd import autograd_dot
+        from modelviz.features.graph.autograd import autograd_dot
 
         source = autograd_dot(prepared, show_saved=show_saved, show_attrs=show_attrs,
                               train=train)
@@ -178,7 +178,7 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
 
 def graph_probe(prepared: Prepared) -> DataflowProbe:
     """The probe that records data flow between modules, to run in a pass with other probes."""
-    from modelviz.dataflow import DataflowProbe, input_names
+    from modelviz.features.graph.probe import DataflowProbe, input_names
 
     inputs = prepared.inputs
     return DataflowProbe(inputs.args, inputs.kwargs, input_names(prepared.model, inputs.args))
@@ -188,9 +188,9 @@ def module_drawing(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
                    depth: int | None = None, expand: tuple[str, ...] = (), fold: bool = True,
                    rankdir: str = "TB", dot: str | Path | None = None) -> Drawing:
     """The module view from a pass that ran ``probe``."""
-    from modelviz.dataflow import DEFAULT_DEPTH, build_graph
-    from modelviz.graphviz_tool import Drawing
-    from modelviz.render.dot import to_dot
+    from modelviz.features.graph.dot import to_dot
+    from modelviz.features.graph.drawing import Drawing
+    from modelviz.features.graph.probe import DEFAULT_DEPTH, build_graph
 
     chosen = DEFAULT_DEPTH if depth is None else depth
     built = build_graph(trace, trace.probes[probe.name], depth=chosen, expand=expand,
@@ -228,8 +228,14 @@ def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
     ``resize``. Without it the channels are those of the model's first convolution (else 3).
     ``options`` are those of ``prepare``, except ``input_file``.
     """
-    from modelviz.images import input_channels, open_image, parse_floats, parse_resize, preprocess
-    from modelviz.inputs import ModelInputs
+    from modelviz.core.image_input import (
+        input_channels,
+        open_image,
+        parse_floats,
+        parse_resize,
+        preprocess,
+    )
+    from modelviz.core.inputs import ModelInputs
 
     if options.get("input_file") is not None:
         raise SpecError("give either --image or --input-file, not both.",
@@ -267,7 +273,7 @@ def activation_probe(prepared: Prepared, *, layers: tuple[str, ...] | list[str] 
                      max_channels: int = 64, hist: bool = False) -> ActivationProbe:
     """The probe measuring the chosen modules (all if neither ``layers`` nor ``types``), to run
     in a pass with other probes; with ``images`` it also keeps what their pictures need."""
-    from modelviz.activation_stats import ActivationProbe, select_modules
+    from modelviz.features.activations.stats import ActivationProbe, select_modules
 
     if prepared.device.type == "meta":
         raise SpecError("activation statistics need real numbers, and the meta device has only "
@@ -285,7 +291,7 @@ def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, 
                       layers: tuple[str, ...] | list[str] = (),
                       picture: ImageInput | None = None) -> ActivationReport:
     """The probe's measurements from ``trace``, with notes on chosen layers that did not run."""
-    from modelviz.activation_stats import ActivationReport
+    from modelviz.features.activations.stats import ActivationReport
 
     report = ActivationReport(model=prepared.loaded.name,
                               inputs=prepared.inputs.describe(prepared.model),
@@ -340,7 +346,7 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
     ``.layers`` (``LayerStats`` with ``.stats`` and ``.image``), ``.to_dict()`` for JSON.
     ``options`` are those of ``prepare``.
     """
-    from modelviz.render.feature_maps import check_folder, write_images
+    from modelviz.features.activations.pictures import check_folder, write_images
 
     chosen_layers = (layers,) if isinstance(layers, str) else tuple(layers)
     chosen_types = (types,) if isinstance(types, str) else tuple(types)
@@ -378,7 +384,7 @@ def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
     ``.inputs``/``.outputs``, ``.op_counts``, ``.notes``. A failed export raises ``ExportError``
     and leaves no file. ``options`` are those of ``prepare``.
     """
-    from modelviz import onnx_export
+    from modelviz.features.onnx import export as onnx_export
 
     onnx_export.check_output(output)
     prepared = prepare(model, *sizes, **options)
@@ -401,9 +407,9 @@ def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
     ``types`` (default: a few representative layers, ``representative_modules``). The graph is
     TensorBoard's own ``add_graph`` trace. ``options`` are those of ``prepare``.
     """
-    from modelviz.activation_stats import representative_modules
-    from modelviz.render.feature_maps import layer_pixels
-    from modelviz.tensorboard_log import write_log
+    from modelviz.features.activations.pictures import layer_pixels
+    from modelviz.features.activations.stats import representative_modules
+    from modelviz.features.tensorboard.log import write_log
 
     chosen_layers = (layers,) if isinstance(layers, str) else tuple(layers)
     chosen_types = (types,) if isinstance(types, str) else tuple(types)
@@ -433,7 +439,7 @@ def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Pat
     grids, index.html and report.json, from one pass. A part that fails is recorded in
     ``Report.parts`` (``.ok`` is False) while the others are written. ``options`` are those of
     ``prepare``."""
-    from modelviz import report as reports
+    from modelviz.features.report import build as reports
 
     reports.check_folder(output_dir)
     prepared = prepare(model, *sizes, **options)

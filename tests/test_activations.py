@@ -16,9 +16,21 @@ from PIL import Image
 from torch import nn
 
 from modelviz import api
-from modelviz.activation_stats import ActivationProbe, ActivationReport, LayerStats, tensor_stats
-from modelviz.images import open_image, preprocess
-from modelviz.render.feature_maps import DPI, HEADER, HIST, grid_shape, layout, render_layer
+from modelviz.core.image_input import open_image, preprocess
+from modelviz.features.activations.pictures import (
+    DPI,
+    HEADER,
+    HIST,
+    grid_shape,
+    layout,
+    render_layer,
+)
+from modelviz.features.activations.stats import (
+    ActivationProbe,
+    ActivationReport,
+    LayerStats,
+    tensor_stats,
+)
 from tests.conftest import ROOT, Result
 
 Cli = Callable[..., Result]
@@ -324,7 +336,7 @@ def test_preprocessing_greyscale_by_hand(photo: Path) -> None:
 
 
 def test_torchvision_image_uses_the_weights_transforms(photo: Path) -> None:
-    from modelviz import zoo
+    from modelviz.core import zoo
 
     prepared, made = api.prepare_image("resnet18", photo)
     expected = zoo.preprocessing("resnet18")(Image.open(photo).convert("RGB"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modelviz import api, engine
+from modelviz import api
+from modelviz.core import engine
 from sample_models.seeds import Net
 
 pytestmark = [pytest.mark.cuda,

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_globals
 
-from modelviz import api, engine
+from modelviz import api
+from modelviz.core import engine
+from modelviz.core.records import TensorMeta, shapes_json
 from modelviz.errors import ForwardError
-from modelviz.records import TensorMeta, shapes_json
 from sample_models.lstm_lm import LSTMLanguageModel
 from sample_models.multi_io import DictOutputNet, TwoInputNet
 from sample_models.seeds import Net, SmallConvNet, tanh_mlp

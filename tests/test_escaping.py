@@ -23,17 +23,17 @@ from markdown_it.token import Token
 from torch import nn
 
 from modelviz import api
-from modelviz.activation_stats import select_modules
 from modelviz.errors import SpecError
 from modelviz.escape import md_code, md_text, printable
-from modelviz.layer_table import Summary
-from modelviz.model_diff import compare
-from modelviz.render.classic import render_classic
-from modelviz.render.data import render_csv, render_json
-from modelviz.render.diff_view import render_diff_markdown, render_diff_table
-from modelviz.render.markdown import render_markdown
-from modelviz.render.options import ALL_COLUMNS, TableOptions
-from modelviz.render.table import plain_text, render_table
+from modelviz.features.activations.stats import select_modules
+from modelviz.features.diff.compare import compare
+from modelviz.features.diff.view import render_diff_markdown, render_diff_table
+from modelviz.features.summary.classic import render_classic
+from modelviz.features.summary.data import render_csv, render_json
+from modelviz.features.summary.markdown import render_markdown
+from modelviz.features.summary.options import ALL_COLUMNS, TableOptions
+from modelviz.features.summary.summary import Summary
+from modelviz.features.summary.table import plain_text, render_table
 from tests.conftest import Result
 
 Cli = Callable[..., Result]

@@ -8,8 +8,9 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from modelviz import api, engine
-from modelviz.layer_table import rows
+from modelviz import api
+from modelviz.core import engine
+from modelviz.features.summary.summary import rows
 from sample_models.lstm_lm import LSTMLanguageModel
 from sample_models.multi_io import TwoInputNet
 from sample_models.seeds import Net, SmallConvNet

@@ -15,7 +15,7 @@ from torch import nn
 
 from modelviz import api
 from modelviz.errors import MissingToolError, SpecError
-from modelviz.graphviz_tool import PNG_LIMIT, Drawing, png_size
+from modelviz.features.graph.drawing import PNG_LIMIT, Drawing, png_size
 from tests.conftest import GOLDEN, Result
 
 Cli = Callable[..., Result]
@@ -404,7 +404,7 @@ def test_library_validates_its_arguments() -> None:
 
 
 def test_probe_keeps_no_tensors_and_leaves_the_model_alone() -> None:
-    from modelviz.dataflow import DataflowProbe
+    from modelviz.features.graph.probe import DataflowProbe
 
     prepared = api.prepare("sample_models.seeds:Net", "1x28x28")
     before = {k: v.clone() for k, v in prepared.model.state_dict().items()}

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from modelviz import zoo
+from modelviz.core import zoo
+from modelviz.core.loading import load_model
+from modelviz.core.specs import InputSpec
 from modelviz.errors import (
     ModelFileError,
     UnknownModelError,
     UnsafePickleError,
     UserCodeError,
 )
-from modelviz.loading import load_model
-from modelviz.specs import InputSpec
 from sample_models.seeds import Net
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from modelviz import netron_server
+from modelviz.features.onnx import netron as netron_server
 from tests.conftest import ROOT, Result
 
 Cli = Callable[..., Result]

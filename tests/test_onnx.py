@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from modelviz import api
-from modelviz.onnx_export import leaf_names, needs_external_data
+from modelviz.features.onnx.export import leaf_names, needs_external_data
 from tests.browser import dump_dom
 from tests.conftest import ROOT, Result
 
@@ -301,7 +301,7 @@ def _served_page(url: str) -> str:
 
 
 def test_netron_renders_the_graph_in_chromium(tmp_path: Path) -> None:
-    from modelviz import netron_server
+    from modelviz.features.onnx import netron as netron_server
 
     path = tmp_path / "dict.onnx"
     api.export_onnx("sample_models.multi_io:DictOutputNet", "16", output=path)
@@ -413,7 +413,7 @@ def test_default_file_name_is_the_model_name(cli: Cli, tmp_path: Path,
 def test_facts_from_memory_equal_the_file(tmp_path: Path, spec: str,
                                           sizes: tuple[str, ...]) -> None:
     """The table's facts come from the exporter's in-memory model; they must be the file's."""
-    from modelviz.onnx_export import _facts_from_file
+    from modelviz.features.onnx.export import _facts_from_file
 
     path = tmp_path / "m.onnx"
     result = api.export_onnx(spec, *sizes, output=path, verify=False)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modelviz import api
-from modelviz.onnx_export import ExportResult, _compare, _uninformative
+from modelviz.features.onnx.export import ExportResult, _compare, _uninformative
 from tests.conftest import Result
 
 Cli = Callable[..., Result]
@@ -210,7 +210,7 @@ def test_informative_output_is_not_flagged(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_report_page_flags_an_uninformative_check(tmp_path: Path) -> None:
-    from modelviz import report
+    from modelviz.features.report import build as report
 
     torch.manual_seed(0)
     built = report.build(api.prepare(ZeroHead(), (4,)), tmp_path / "r")
@@ -282,7 +282,7 @@ def test_batch_size_frozen_in_the_file_fails(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_report_names_the_batch_that_failed(tmp_path: Path) -> None:
-    from modelviz import report
+    from modelviz.features.report import build as report
 
     torch.manual_seed(0)
     built = report.build(api.prepare(FrozenBatch(), (4,), batch_size=2), tmp_path / "r",

@@ -14,7 +14,7 @@ from torch import nn
 from torchsummary import summary as torchsummary
 
 from modelviz import api
-from modelviz.render.classic import render_classic
+from modelviz.features.summary.classic import render_classic
 
 GOLDEN = Path(__file__).parent / "golden"
 MODELS = ["vgg16", "resnet18", "resnet50", "mobilenet_v2", "alexnet", "squeezenet1_0",

@@ -182,7 +182,7 @@ def test_tensorboard_staging_stays_out_of_the_runs_folder(cli: Cli, tmp_path: Pa
         assert not staging.is_relative_to(runs)
         return original(staging, folder, names)
 
-    import modelviz.tensorboard_log as board
+    import modelviz.features.tensorboard.log as board
 
     board.commit_files = watching  # type: ignore[assignment]
     try:

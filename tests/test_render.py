@@ -10,12 +10,12 @@ from collections.abc import Callable
 import pytest
 
 from modelviz import api
-from modelviz.layer_table import SCHEMA, Summary
-from modelviz.render.classic import render_classic
-from modelviz.render.data import render_csv, render_json
-from modelviz.render.markdown import render_markdown
-from modelviz.render.options import ALL_COLUMNS, TableOptions
-from modelviz.render.table import plain_text, render_table
+from modelviz.features.summary.classic import render_classic
+from modelviz.features.summary.data import render_csv, render_json
+from modelviz.features.summary.markdown import render_markdown
+from modelviz.features.summary.options import ALL_COLUMNS, TableOptions
+from modelviz.features.summary.summary import SCHEMA, Summary
+from modelviz.features.summary.table import plain_text, render_table
 
 
 @pytest.fixture(scope="module")

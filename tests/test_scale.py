@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 MEASURE = """
 import json, sys, time
 
-from modelviz.memory import peak_rss
+from modelviz.core.machine import peak_rss
 
 from modelviz.cli import app
 start = time.perf_counter()

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from modelviz.errors import SpecError
-from modelviz.specs import (
+from modelviz.core.specs import (
     DTYPE_ALIASES,
     InputSpec,
     parse_count,
@@ -16,6 +15,7 @@ from modelviz.specs import (
     parse_kwarg,
     parse_size,
 )
+from modelviz.errors import SpecError
 
 dims = st.lists(st.integers(min_value=1, max_value=10**6), min_size=1, max_size=6)
 dtypes = st.sampled_from([*sorted(set(DTYPE_ALIASES.values())), None])

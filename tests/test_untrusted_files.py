@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from modelviz import untrusted
+from modelviz.core import untrusted
+from modelviz.core.loading import load_model
 from modelviz.errors import ModelFileError, UnsafePickleError
-from modelviz.loading import load_model
 from tests import hostile
 from tests.conftest import Result
 

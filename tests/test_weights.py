@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from modelviz.core.loading import load_model
+from modelviz.core.weights import load_weights
 from modelviz.errors import ModelFileError, WeightsMismatchError
-from modelviz.loading import load_model
-from modelviz.weights import load_weights
 from sample_models.seeds import Net, SmallConvNet
 
 

@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from modelviz.api import Prepared
-    from modelviz.specs import InputSpec
+    from modelviz.core.specs import InputSpec
 
 PANEL = "Model and input"
 
@@ -97,7 +97,7 @@ class ModelOptions:
 
     def api_args(self) -> tuple[str, list["InputSpec"], dict[str, Any]]:
         """MODEL, parsed SIZES and ``api.prepare``'s keyword arguments; a bad string is named."""
-        from modelviz.specs import parse_kwargs, parse_sizes
+        from modelviz.core.specs import parse_kwargs, parse_sizes
 
         return self.model.strip(), parse_sizes(self.sizes), {
             "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,

@@ -14,7 +14,7 @@ from modelviz.errors import SpecError
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from modelviz.activation_stats import ActivationReport, LayerStats
+    from modelviz.features.activations.stats import ActivationReport, LayerStats
 
 IMAGE_PANEL = "Image input"
 DEFAULT_FOLDER = Path("activations")
@@ -43,9 +43,9 @@ def render_report(report: ActivationReport) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    from modelviz.activation_stats import DEAD_THRESHOLD
+    from modelviz.core.formatting import inputs_label
     from modelviz.escape import printable
-    from modelviz.render.text import inputs_label
+    from modelviz.features.activations.stats import DEAD_THRESHOLD
 
     title = printable(f"{report.model} · {inputs_label(report.inputs)} · {report.device}")
     table = Table(title=title, title_justify="left", header_style="bold")
@@ -123,8 +123,8 @@ def activations(
     import json
 
     from modelviz import api
-    from modelviz.images import parse_floats, parse_resize
-    from modelviz.render.feature_maps import check_folder, write_images
+    from modelviz.core.image_input import parse_floats, parse_resize
+    from modelviz.features.activations.pictures import check_folder, write_images
 
     layers = layer or []
     types = module_type or []
@@ -176,6 +176,6 @@ def activations(
 
 
 def _kwargs(opts: ModelOptions) -> dict[str, object]:
-    from modelviz.specs import parse_kwargs
+    from modelviz.core.specs import parse_kwargs
 
     return parse_kwargs(opts.kwarg)

@@ -14,7 +14,7 @@ from modelviz.cli._options import ModelOptions, model_options
 from modelviz.errors import CheckFailed, OutputError
 
 if TYPE_CHECKING:
-    from modelviz.model_diff import ModelDiff
+    from modelviz.features.diff.compare import ModelDiff
 
 
 class DiffFormat(str, Enum):
@@ -30,7 +30,7 @@ EXTENSIONS = {".txt": DiffFormat.table, ".md": DiffFormat.markdown,
 def _side(spec: str, sizes: list[str] | None, opts: ModelOptions, quiet: bool) -> dict[str, Any]:
     """A summary.json as written, or a MODEL spec summarised now, in the same JSON form."""
     if spec.endswith(".json"):
-        from modelviz.model_diff import read_summary
+        from modelviz.features.diff.compare import read_summary
 
         return read_summary(spec)
     from modelviz import api
@@ -46,7 +46,7 @@ def _render(diff: ModelDiff, fmt: DiffFormat) -> str | None:
 
         return json.dumps(diff.to_dict(), indent=2) + "\n"
     if fmt is DiffFormat.markdown:
-        from modelviz.render.diff_view import render_diff_markdown
+        from modelviz.features.diff.view import render_diff_markdown
 
         return render_diff_markdown(diff)
     return None
@@ -78,7 +78,7 @@ def diff(
 
     Example: modelviz diff main/summary.json sample_models.seeds:Net 1x28x28
     """
-    from modelviz.model_diff import compare
+    from modelviz.features.diff.compare import compare
 
     chosen = fmt or (EXTENSIONS.get(output.suffix.lower()) if output else DiffFormat.table)
     if chosen is None:
@@ -91,8 +91,8 @@ def diff(
                      a_label=a, b_label=b)
     text = _render(result, chosen)
     if text is None:
-        from modelviz.render.diff_view import render_diff_table
-        from modelviz.render.table import plain_text
+        from modelviz.features.diff.view import render_diff_table
+        from modelviz.features.summary.table import plain_text
 
         renderable = render_diff_table(result)
         if output is None:

@@ -50,9 +50,9 @@ def export_onnx(
     """
     import json
 
-    from modelviz import onnx_export
-    from modelviz.render.onnx_view import render_export
-    from modelviz.specs import check_tolerance
+    from modelviz.core.specs import check_tolerance
+    from modelviz.features.onnx import export as onnx_export
+    from modelviz.features.onnx.view import render_export
 
     if output is not None:
         onnx_export.check_output(output)

@@ -83,7 +83,7 @@ def graph(
     Example: modelviz graph resnet18 -o resnet18.svg
     """
     from modelviz import api
-    from modelviz.graphviz_tool import find_dot, format_for
+    from modelviz.features.graph.drawing import find_dot, format_for
     from modelviz.output import write_bytes
 
     chosen = format_for(fmt.value if fmt is not None else None, output)

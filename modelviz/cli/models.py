@@ -16,7 +16,7 @@ def models(
     """List torchvision models by family, with the input size used when SIZES is left out."""
     from rich.table import Table
 
-    from modelviz import zoo
+    from modelviz.core import zoo
 
     table = Table("Model", "Family", "Default SIZES", header_style="bold")
     for name in zoo.model_names():

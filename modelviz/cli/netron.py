@@ -18,7 +18,8 @@ PortOpt = Annotated[int, typer.Option(
 
 def serve_until_stopped(path: Path, *, host: str, port: int, browse: bool) -> None:
     """Serve ``path``, print its URL on stdout, and wait for Ctrl-C."""
-    from modelviz import netron_server, output
+    from modelviz import output
+    from modelviz.features.onnx import netron as netron_server
 
     served = netron_server.serve(path, host=host, port=port, browse=browse)
     if netron_server.binds_everywhere(host):

@@ -13,7 +13,7 @@ from modelviz.cli._options import ModelOptions, model_command
 from modelviz.errors import CheckFailed
 
 if TYPE_CHECKING:
-    from modelviz import report as reports
+    from modelviz.features.report import build as reports
 
 
 @model_command
@@ -51,9 +51,9 @@ def report(
     from rich.table import Table
     from rich.text import Text
 
-    from modelviz import report as reports
+    from modelviz.core.specs import check_tolerance
     from modelviz.escape import printable
-    from modelviz.specs import check_tolerance
+    from modelviz.features.report import build as reports
 
     reports.check_folder(output)
     check_tolerance(atol)
@@ -93,7 +93,7 @@ def report(
 
 def _what(part: reports.Part) -> str:
     """The one number a reviewer looks for first in each part."""
-    from modelviz.render.text import human
+    from modelviz.core.formatting import human
 
     data = part.data
     if part.name == "summary" and "params" in data:

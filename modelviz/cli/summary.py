@@ -11,7 +11,7 @@ import typer
 from modelviz.cli._console import emit, print_out, spinner
 from modelviz.cli._options import ModelOptions, model_command
 from modelviz.errors import CheckFailed, OutputError, SpecError
-from modelviz.render.options import ALL_COLUMNS, SummaryColumns, TableOptions
+from modelviz.features.summary.options import ALL_COLUMNS, SummaryColumns, TableOptions
 
 
 class SummaryFormat(str, Enum):
@@ -52,7 +52,7 @@ def choose_format(fmt: SummaryFormat | None, output: Path | None) -> SummaryForm
 
 
 def _over(what: str, value: int, budget: int) -> str:
-    from modelviz.render.text import human
+    from modelviz.core.formatting import human
 
     return (f"{what} {human(value)} ({value:,}) exceed the budget of {human(budget)} "
             f"by {human(value - budget)} ({value / budget:.2f}x)")
@@ -87,7 +87,7 @@ def summary(
     Example: modelviz summary vgg16 3x224x224
     """
     from modelviz import api
-    from modelviz.specs import parse_budget
+    from modelviz.core.specs import parse_budget
 
     chosen = choose_format(fmt, output)
     extra = parse_columns(columns)
@@ -102,7 +102,7 @@ def summary(
     table = TableOptions(depth=depth, fold=fold, columns=extra)
     text: str | None = None
     if chosen is SummaryFormat.table:
-        from modelviz.render.table import plain_text, render_table
+        from modelviz.features.summary.table import plain_text, render_table
 
         renderable = render_table(result, table)
         if output is None:
@@ -110,19 +110,19 @@ def summary(
         else:
             text = plain_text(renderable)
     elif chosen is SummaryFormat.classic:
-        from modelviz.render.classic import render_classic
+        from modelviz.features.summary.classic import render_classic
 
         text = render_classic(result)
     elif chosen is SummaryFormat.markdown:
-        from modelviz.render.markdown import render_markdown
+        from modelviz.features.summary.markdown import render_markdown
 
         text = render_markdown(result, table)
     elif chosen is SummaryFormat.json:
-        from modelviz.render.data import render_json
+        from modelviz.features.summary.data import render_json
 
         text = render_json(result)
     else:
-        from modelviz.render.data import render_csv
+        from modelviz.features.summary.data import render_csv
 
         text = render_csv(result)
     if text is not None:

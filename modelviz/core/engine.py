@@ -1,0 +1,425 @@
+"""The instrumented forward pass: one pass, module hooks and a FLOP counter, records out.
+
+Every command consumes the ``Trace`` this returns. Optional probes (activation statistics, data
+flow for graphs) ride on the same pass through the ``Probe`` interface instead of running the model
+again. Whatever happens, hooks are removed and the model is left as it was: train/eval flags,
+device and dtype untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they skip Python bookkeeping
+    from torch._C import _pop_torch_dispatch_stack as _pop_mode
+    from torch._C import _push_on_torch_dispatch_stack as _push_mode
+except ImportError:  # pragma: no cover - older or newer torch
+    from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
+
+from modelviz.core.flops import FlopCounter, ShapeFormula, shape_formula
+from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name, iter_metas
+from modelviz.errors import ForwardError, one_line
+
+__all__ = ["Probe", "as_run", "model_device", "model_dtype", "run", "scan"]
+
+
+class Probe:
+    """An extra observation made during the engine's pass; subclasses override what they need."""
+
+    name = "probe"
+
+    def context(self) -> AbstractContextManager[Any]:
+        """Entered around the forward pass (a TorchFunctionMode, say)."""
+        return nullcontext()
+
+    def call_start(self, call: CallRecord, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A module's forward is about to run; keyword arguments arrive with ``call_end``."""
+
+    def call_end(self, call: CallRecord, module: nn.Module, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], output: Any) -> None:
+        """A module's forward returned ``output``; tensors are alive only during this call."""
+
+    def finish(self, trace: Trace) -> Any:
+        """Returns this probe's result, stored as ``trace.probes[self.name]``."""
+        return None
+
+
+def _kernel_size(module: nn.Module) -> list[int] | None:
+    size = module.__dict__.get("kernel_size")
+    if isinstance(size, int):
+        return [size]
+    if isinstance(size, tuple) and all(isinstance(s, int) for s in size):
+        return list(size)
+    return None
+
+
+def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
+        dict[str, ModuleRecord]):
+    """The model's static structure: hierarchy, parameters (shared ones counted once), buffers."""
+    records: dict[str, ModuleRecord] = {}
+    owners: dict[int, str] = {}  # id(parameter) -> qualified name of its first owner
+    if modules is None:
+        modules = dict(model.named_modules())
+    for name, module in modules.items():
+        parent = None if not name else (name.rsplit(".", 1)[0] if "." in name else "")
+        record = ModuleRecord(
+            name=name, type=type(module).__name__,
+            depth=0 if not name else name.count(".") + 1, parent=parent,
+        )
+        kernel = _kernel_size(module)
+        if kernel is not None:
+            record.extra["kernel_size"] = kernel
+        if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            record.extra["container"] = True  # pure plumbing; torchsummary skips these too
+        for pname, param in module._parameters.items():
+            if param is None:
+                continue
+            qualified = f"{name}.{pname}" if name else pname
+            first = owners.setdefault(id(param), qualified)
+            if first != qualified:
+                record.shared[pname] = first
+                record.shared_params += param.numel()
+                continue
+            numel = param.numel()
+            record.params += numel
+            record.param_bytes += numel * param.element_size()
+            if param.requires_grad:
+                record.trainable += numel
+        for buffer in module._buffers.values():
+            if buffer is not None:
+                record.buffers += buffer.numel()
+                record.buffer_bytes += buffer.numel() * buffer.element_size()
+        records[name] = record
+        if parent is not None and parent in records:
+            records[parent].children.append(name)
+    # Subtree totals, bottom-up. A parameter shared across two subtrees counts once in each, so
+    # with sharing we count unique parameters per subtree; without, children's totals just add.
+    shared = any(r.shared for r in records.values())
+    for name in reversed(list(records)):
+        record = records[name]
+        if shared:
+            unique = {id(p): p for p in modules[name].parameters()}.values()
+            record.params_total = sum(p.numel() for p in unique)
+            record.trainable_total = sum(p.numel() for p in unique if p.requires_grad)
+        else:
+            children = [records[c] for c in record.children]
+            record.params_total = record.params + sum(c.params_total for c in children)
+            record.trainable_total = record.trainable + sum(c.trainable_total for c in children)
+    return records
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    for tensor in _tensors(model):
+        return tensor.device
+    return None
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's floating-point weights, if it has any."""
+    for tensor in _tensors(model):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose weights live on the meta device: the structure, no memory."""
+    memo: dict[int, Any] = {}
+    for tensor in _tensors(model):
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = (
+            nn.Parameter(empty, requires_grad=tensor.requires_grad)
+            if isinstance(tensor, nn.Parameter) else empty
+        )
+    return copy.deepcopy(model, memo)
+
+
+def _shapes_text(call: CallRecord) -> str:
+    shapes = [list(m.shape) for m in iter_metas(call.inputs)]
+    return ", ".join(str(s) for s in shapes) if shapes else "no tensors"
+
+
+class _Pass:
+    """State of one forward pass: the call stack, the FLOP counter and its pause switch."""
+
+    def __init__(self, records: dict[str, ModuleRecord], probes: tuple[Probe, ...],
+                 count_flops: bool) -> None:
+        self.records = records
+        self.probes = probes
+        self.calls: list[CallRecord] = []
+        self.stack: list[CallRecord] = []
+        self.formulas: list[ShapeFormula | None] = []
+        self.finished = 0
+        self.total_flops = 0
+        self.counter = FlopCounter(self.add_flops) if count_flops else None
+        self.counting = False  # counting is on (the counter may be paused for a leaf)
+        self.paused = False  # the counter is off the mode stack while a stock leaf runs
+
+    def add_flops(self, flops: int) -> None:
+        self.total_flops += flops
+        for call in self.stack:
+            call.flops += flops
+
+    def start_counting(self) -> None:
+        if self.counter is not None and not self.counting:
+            self.counter.__enter__()  # type: ignore[no-untyped-call]
+            self.counting = True
+
+    def stop_counting(self) -> None:
+        if self.counting:
+            assert self.counter is not None
+            if self.paused:  # a leaf raised while paused: put the mode back to leave it cleanly
+                self.resume()
+            self.counter.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+            self.counting = False
+
+    def pause(self) -> bool:
+        """Take the counter off the mode stack for one leaf; False if it is not on top."""
+        mode = _pop_mode(None)
+        if mode is not self.counter:
+            _push_mode(mode)
+            return False
+        self.paused = True
+        return True
+
+    def resume(self) -> None:
+        assert self.counter is not None
+        _push_mode(self.counter)
+        self.paused = False
+
+    def begin(self, record: ModuleRecord, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A module's forward starts (the global pre-hook sees no keyword arguments)."""
+        stack = self.stack
+        calls = self.calls
+        call = CallRecord(
+            len(calls), record.name, record.depth, stack[-1].index if stack else None,
+            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]), {},
+        )
+        calls.append(call)
+        record.calls.append(call)
+        stack.append(call)
+        formula = shape_formula(module, args) if self.counting else None
+        # A stock leaf layer: its FLOPs follow from shapes, so we skip watching each of its ops.
+        # If another dispatch mode sits above ours, we keep watching instead.
+        if formula is not None and not self.pause():
+            formula = None
+        self.formulas.append(formula)
+        if self.probes:
+            for probe in self.probes:
+                probe.call_start(call, module, args)
+
+    def end(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+            output: Any) -> None:
+        formula = self.formulas.pop()
+        call = self.stack.pop()
+        if formula is not None:
+            self.resume()
+            flops = formula(module, args, output)
+            if flops:
+                call.flops += flops
+                self.add_flops(flops)
+        if kwargs:
+            call.kwargs = {k: describe(v) for k, v in kwargs.items()}
+        call.output = describe(output)
+        call.end_index = self.finished
+        self.finished += 1
+        if self.probes:
+            for probe in self.probes:
+                probe.call_end(call, module, args, kwargs, output)
+
+    def failure(self, exc: BaseException) -> ForwardError:
+        """Name the module that failed, what it was given, and what ran before it."""
+        reason = one_line(f"{type(exc).__name__}: {exc}", limit=400)
+        done = sorted((c for c in self.calls if c.end_index >= 0 and c.module),
+                      key=lambda c: c.end_index)
+        if self.stack:
+            call = self.stack[-1]
+            record = self.records[call.module]
+            where = (f"in {record.label} ({record.type}) given input {_shapes_text(call)}"
+                     if call.module else f"in {record.type}.forward itself, given input "
+                     f"{_shapes_text(call)}")
+        else:
+            where = "before any module ran"
+        if done:
+            last = ", ".join(c.module for c in done[-3:])
+            before = f"; {len(done)} module call(s) ran before it, the last: {last}"
+        else:
+            before = "; it was the first module to run"
+        return ForwardError(
+            f"forward pass failed {where}: {reason}{before}.",
+            "Check SIZES (given without the batch dimension) and their dtypes; "
+            "--debug shows the traceback.",
+        )
+
+
+@contextmanager
+def _hooks(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
+    """Process-wide module hooks, filtered to this model's modules.
+
+    Two global hooks cost nothing to install, where two hooks on each of a model's modules cost a
+    millisecond on resnet50. The global pre-hook sees no keyword arguments; ``end`` records them.
+    """
+    by_id = {id(m): (m, state.records[n]) for n, m in modules.items()}
+
+    def pre(module: nn.Module, args: tuple[Any, ...]) -> None:
+        entry = by_id.get(id(module))
+        if entry is not None and entry[0] is module:
+            state.begin(entry[1], module, args)
+
+    def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+             output: Any) -> None:
+        entry = by_id.get(id(module))
+        if entry is not None and entry[0] is module:
+            state.end(module, args, kwargs, output)
+
+    handles = [register_module_forward_pre_hook(pre),
+               register_module_forward_hook(post, with_kwargs=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _mode(model: nn.Module, modules: dict[str, nn.Module], train: bool) -> Iterator[None]:
+    """Eval (or train) mode for the pass; afterwards every module's flag as it was, and in train
+    mode the buffers too (BatchNorm updates its running statistics as a side effect)."""
+    flags = [(m, m.training) for m in modules.values()]
+    saved = ([(b, b.detach().clone()) for b in model.buffers() if not b.is_meta]
+             if train else [])
+    try:
+        if any(flag != train for _, flag in flags):
+            model.train(train)  # through train(): subclasses may override it
+        yield
+    finally:
+        for module, flag in flags:
+            if module.training != flag:
+                module.training = flag
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+@contextmanager
+def _placed(model: nn.Module, device: torch.device | None) -> Iterator[nn.Module]:
+    """Run on ``device`` and move the model back afterwards; meta gets a weightless copy."""
+    current = model_device(model)
+    if device is None or current is None or current == device:
+        yield model
+    elif device.type == "meta":
+        yield meta_copy(model)
+    else:
+        try:
+            yield model.to(device)
+        finally:
+            model.to(current)
+
+
+@contextmanager
+def as_run(model: nn.Module, device: torch.device | None, *, train: bool = False) -> (
+        Iterator[nn.Module]):
+    """The model placed and moded as the pass runs it, for another consumer of the same model
+    (the ONNX exporter traces it); device, flags and buffers restored afterwards."""
+    with _placed(model, device) as placed, _mode(placed, dict(placed.named_modules()), train):
+        yield placed
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during the pass: the records are thousands of small objects
+    that would otherwise trigger collections, each walking every object in the process."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _no_fastpath() -> Iterator[None]:
+    """Turn off nn.TransformerEncoderLayer's fused fast path, which skips its submodules' calls
+    (so their hooks never fire) and runs one fused op no FLOP formula knows."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    previous = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(previous)
+
+
+def _cuda_sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
+        device: torch.device | None = None, train: bool = False, grad: bool = False,
+        keep_output: bool = False, count_flops: bool = True,
+        probes: tuple[Probe, ...] = ()) -> Trace:
+    """Run ``model(*args, **kwargs)`` once under hooks and return what every module did."""
+    kwargs = kwargs or {}
+    with _placed(model, device) as placed:
+        modules = dict(placed.named_modules())
+        records = scan(placed, modules)
+        state = _Pass(records, probes, count_flops)
+        run_device = device or model_device(placed) or torch.device("cpu")
+        dtype = model_dtype(placed)
+        peak: int | None = None
+        _cuda_sync(run_device)
+        if run_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(run_device)
+        started = time.perf_counter()
+        with ExitStack() as stack:
+            stack.enter_context(_hooks(modules, state))
+            stack.enter_context(_mode(placed, modules, train))
+            stack.enter_context(torch.set_grad_enabled(grad))
+            stack.enter_context(_no_fastpath())
+            stack.enter_context(_gc_paused())
+            for probe in probes:
+                stack.enter_context(probe.context())
+            try:
+                state.start_counting()
+                output = placed(*args, **kwargs)
+            except (Exception, SystemExit) as exc:  # the model's code calling exit() too
+                raise state.failure(exc) from exc
+            finally:
+                state.stop_counting()
+            _cuda_sync(run_device)
+        elapsed = time.perf_counter() - started
+        if run_device.type == "cuda":
+            peak = int(torch.cuda.max_memory_allocated(run_device))
+    for record in reversed(records.values()):  # children come after their parent
+        record.flops = (sum(c.flops for c in record.calls) if record.calls
+                        else sum(records[c].flops for c in record.children))
+    trace = Trace(
+        model_type=type(model).__name__, modules=records, calls=state.calls,
+        inputs=[describe(a) for a in args] + ([describe(kwargs)] if kwargs else []),
+        output=describe(output), device=str(run_device),
+        dtype=dtype_name(dtype) if dtype is not None else "float32", elapsed_s=elapsed,
+        peak_memory_bytes=peak, flops=state.total_flops,
+        output_value=output if keep_output else None,
+    )
+    for probe in probes:
+        trace.probes[probe.name] = probe.finish(trace)
+    return trace

@@ -1,0 +1,105 @@
+"""torchvision's model registry: names, building without downloads, usual input sizes."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from functools import cache
+from typing import Any
+
+from modelviz.core.specs import InputSpec
+from modelviz.errors import UnknownModelError, UserCodeError
+
+
+@cache
+def model_names() -> tuple[str, ...]:
+    from torchvision import models
+
+    return tuple(models.list_models())
+
+
+def is_model_name(name: str) -> bool:
+    return name in model_names()
+
+
+def family(name: str) -> str:
+    """classification, detection, segmentation, video, optical_flow or quantization."""
+    from torchvision import models
+
+    module = models.get_model_builder(name).__module__
+    for kind in ("detection", "segmentation", "video", "optical_flow", "quantization"):
+        if f".{kind}." in module:
+            return kind
+    return "classification"
+
+
+def suggest(name: str) -> list[str]:
+    lowered = name.lower()
+    names = model_names()
+    close = difflib.get_close_matches(lowered, names, n=4, cutoff=0.6)
+    prefix = [n for n in names if n.startswith(lowered) and n not in close]
+    return (close + prefix)[:4]
+
+
+def unknown_model_error(spec: str) -> UnknownModelError:
+    hints = suggest(spec)
+    did_you_mean = f" Did you mean {', '.join(hints)}?" if hints else ""
+    return UnknownModelError(
+        f"unknown model {spec!r}: it is not a torchvision model, a file, or module:attr."
+        f"{did_you_mean}",
+        "Run `modelviz models` to list torchvision names, or give path/to/file.py:ClassName.",
+    )
+
+
+def build(name: str, kwargs: dict[str, Any]) -> Any:
+    """Build a randomly initialised torchvision model; never downloads weights."""
+    from torchvision import models
+
+    builder = models.get_model_builder(name)
+    params = inspect.signature(builder).parameters
+    options: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in params:
+        options["weights_backbone"] = None
+    options.update(kwargs)
+    if options.get("weights") is not None or options.get("weights_backbone") is not None:
+        raise UserCodeError(
+            "pretrained weights cannot be downloaded by modelviz.",
+            "Save them with torch.save(model.state_dict(), 'w.pt') and pass --weights w.pt.",
+        )
+    try:
+        return builder(**options)
+    except (TypeError, ValueError) as exc:
+        raise UserCodeError(
+            f"torchvision could not build {name} with {kwargs}: {exc}",
+            "Check the --kwarg names against the torchvision documentation for this model.",
+        ) from exc
+
+
+def default_sizes(name: str) -> list[InputSpec]:
+    """The input size a model of this family is usually run at (without the batch dimension)."""
+    from torchvision import models
+
+    kind = family(name)
+    if kind == "detection":
+        return [InputSpec((3, 800, 800))]
+    if kind == "optical_flow":
+        return [InputSpec((3, 128, 128)), InputSpec((3, 128, 128))]
+    weights = models.get_model_weights(name)
+    default = next(iter(weights))
+    keywords = getattr(default.transforms, "keywords", {})
+    crop = keywords.get("crop_size") or keywords.get("resize_size") or 224
+    if isinstance(crop, (tuple, list)):
+        height, width = (crop[0], crop[-1])
+    else:
+        height = width = int(crop)
+    if kind == "video":
+        return [InputSpec((3, 16, height, width))]
+    return [InputSpec((3, height, width))]
+
+
+def preprocessing(name: str) -> Any:
+    """The transforms torchvision documents for this model's weights (resize, crop, normalise)."""
+    from torchvision import models
+
+    weights = models.get_model_weights(name)
+    return next(iter(weights)).transforms()

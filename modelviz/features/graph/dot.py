@@ -1,0 +1,127 @@
+"""A ``ModuleGraph`` as Graphviz DOT source: stable text, so that golden files stay golden.
+
+Everything is written in the graph's own order (execution order), with no ids from memory
+addresses, so the same model gives the same bytes on every machine. The source needs no Graphviz
+to produce; ``modelviz.features.graph.drawing`` lays it out.
+
+Names and types are the user's text: ids go through ``dot_id``, plain labels through
+``dot_label`` and HTML-like labels through ``dot_html`` (``modelviz.escape``), so that any
+name, control characters included, is drawn as written instead of breaking the layout.
+"""
+
+from __future__ import annotations
+
+from modelviz.escape import dot_html, dot_id, dot_label
+from modelviz.features.graph.probe import KINDS, Cluster, ModuleGraph, Node
+
+__all__ = ["COLOURS", "RANKDIRS", "to_dot"]
+
+RANKDIRS = ("TB", "LR")
+
+#: Fill colours by layer kind: light enough for black text, distinct enough to tell apart.
+COLOURS: dict[str, str] = {
+    "conv": "#bfdbfe",  # blue
+    "linear": "#bbf7d0",  # green
+    "norm": "#fef08a",  # yellow
+    "activation": "#fed7aa",  # orange
+    "pooling": "#fbcfe8",  # pink
+    "attention": "#ddd6fe",  # violet
+    "embedding": "#a5f3fc",  # cyan
+    "recurrent": "#fecaca",  # red
+    "dropout": "#e7e5e4",  # stone
+    "other": "#e5e7eb",  # grey
+    "op": "#ffffff",
+    "input": "#d1fae5",
+    "output": "#fee2e2",
+}
+
+_FONT = "Helvetica"
+
+
+def _label(node: Node) -> str:
+    parts = [f"<B>{dot_html(node.title)}</B>"]
+    parts += [f'<FONT POINT-SIZE="9">{dot_html(line)}</FONT>' for line in node.lines]
+    return "<" + "<BR/>".join(parts) + ">"
+
+
+def _node(node: Node, indent: str) -> str:
+    fill = COLOURS.get(node.layer, COLOURS["other"])
+    if node.kind == "op":
+        attrs = (f'label={dot_label(node.title)}, shape=ellipse, style=filled, fillcolor="{fill}", '
+                 'fontsize=9, height=0.3, margin="0.04,0.02"')
+    elif node.kind == "input":
+        attrs = f'label={_label(node)}, shape=invhouse, style=filled, fillcolor="{fill}"'
+    elif node.kind == "output":
+        attrs = f'label={_label(node)}, shape=house, style=filled, fillcolor="{fill}"'
+    else:
+        attrs = f'label={_label(node)}, fillcolor="{fill}"'
+        if node.repeat > 1:  # a folded run: a double border, as if stacked
+            attrs += ", peripheries=2"
+    return f"{indent}{dot_id(node.id)} [{attrs}];"
+
+
+def _legend(graph: ModuleGraph, rankdir: str) -> list[str]:
+    kinds = graph.kinds
+    if not kinds:
+        return []
+    cells = [f'<TD BGCOLOR="{COLOURS[k]}">{dot_html(KINDS[k])}</TD>' for k in kinds]
+    rows = ("<TR>" + "".join(cells) + "</TR>" if rankdir == "TB"
+            else "".join(f"<TR>{c}</TR>" for c in cells))
+    table = ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="4">'
+             f"{rows}</TABLE>>")
+    return [f'  "legend" [label={table}, shape=plaintext, style="", fontsize=9];']
+
+
+def to_dot(graph: ModuleGraph, *, rankdir: str = "TB", legend: bool = True) -> str:
+    """DOT source for ``graph``; ``rankdir`` TB draws top to bottom, LR left to right."""
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir must be one of {RANKDIRS}, not {rankdir!r}")
+    lines = [
+        f"digraph {dot_id(graph.title)} {{",
+        f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=11, labelloc=t, '
+        f"label={dot_label(graph.caption)}, nodesep=0.3, ranksep=0.35, newrank=true];",
+        f'  node [shape=box, style="rounded,filled", fontname="{_FONT}", fontsize=10, '
+        'margin="0.1,0.05", penwidth=0.8, color="#4b5563"];',
+        f'  edge [fontname="{_FONT}", fontsize=8, fontcolor="#374151", color="#6b7280", '
+        "arrowsize=0.6];",
+    ]
+    clusters: dict[str, Cluster] = {c.id: c for c in graph.clusters}
+    children: dict[str | None, list[str]] = {}
+    for cluster in graph.clusters:
+        children.setdefault(cluster.parent, []).append(cluster.id)
+    nodes_in: dict[str | None, list[Node]] = {}
+    for node in graph.nodes:
+        nodes_in.setdefault(node.cluster, []).append(node)
+
+    # Items of a frame, in the order their first node appears: nodes and sub-frames interleaved.
+    first_node: dict[str, int] = {}
+    positions = {node.id: i for i, node in enumerate(graph.nodes)}
+    for position, node in enumerate(graph.nodes):
+        cluster_id = node.cluster
+        while cluster_id is not None:
+            first_node.setdefault(cluster_id, position)
+            cluster_id = clusters[cluster_id].parent
+
+    def write(cluster_id: str | None, indent: str) -> None:
+        items: list[tuple[int, str, Node | None]] = [
+            (positions[n.id], n.id, n) for n in nodes_in.get(cluster_id, [])]
+        items += [(first_node.get(c, len(graph.nodes)), c, None)
+                  for c in children.get(cluster_id, [])]
+        for _, item, node in sorted(items, key=lambda entry: entry[0]):
+            if node is not None:
+                lines.append(_node(node, indent))
+                continue
+            cluster = clusters[item]
+            lines.append(f"{indent}subgraph {dot_id(item)} {{")
+            lines.append(f"{indent}  graph [label={dot_label(cluster.label)}, "
+                         'style="rounded,dashed", color="#9ca3af", fontsize=9, labeljust=l];')
+            write(item, indent + "  ")
+            lines.append(f"{indent}}}")
+
+    write(None, "  ")
+    lines += [f"  {dot_id(e.src)} -> {dot_id(e.dst)} [label={dot_label(' ' + e.label)}];"
+              for e in graph.edges]
+    if legend:
+        lines += _legend(graph, rankdir)
+    lines.append("}")
+    return "\n".join(lines) + "\n"

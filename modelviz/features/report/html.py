@@ -1,0 +1,227 @@
+"""The report's ``index.html``: one self-contained page, readable offline and as a CI artifact.
+
+Everything is inline: the graph as SVG (zoomable), the activation grids as data URIs, styles and
+a few lines of script. Nothing is fetched, so the page works from a zip file or a file share.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelviz.core.formatting import human_bytes, inputs_label, totals_lines
+from modelviz.escape import html_text
+from modelviz.features.summary.cells import HEADERS, cells, column_keys
+from modelviz.features.summary.options import SummaryColumns, TableOptions
+
+if TYPE_CHECKING:
+    from modelviz.features.activations.stats import ActivationReport
+    from modelviz.features.report.build import Part, Report
+    from modelviz.features.summary.summary import Summary
+
+COLUMNS = (SummaryColumns.flops, SummaryColumns.output_memory)
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1f2328;
+background:#f6f8fa}
+main{max-width:1200px;margin:auto;padding:16px 24px 48px}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid
+#d0d7de;padding-bottom:4px}
+section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;
+margin:12px 0}
+table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;border-bottom:1px solid
+#eaeef2;text-align:left;vertical-align:top}th{background:#f6f8fa}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px}
+.ok{background:#dafbe1;color:#116329}.failed,.check{background:#ffebe9;color:#a40e26}
+.error{background:#ffebe9;border:1px solid #ff818266;border-radius:6px;padding:8px 12px}
+.muted{color:#59636e}.scroll{overflow:auto}
+.graph{overflow:auto;max-height:80vh;border:1px solid #eaeef2;background:#fff}
+.graph svg{display:block}
+.tools button{font:inherit;margin-right:4px;padding:1px 8px}
+figure{margin:12px 0}figure img{max-width:100%;border:1px solid #eaeef2}
+tr.dead td{background:#fff8c5}tr.bad td{background:#ffebe9}
+"""
+
+# Zoom by buttons or ctrl/cmd + wheel; the graph's own size is 100%. Marks the page ready so a
+# headless browser test can tell that the script ran to the end.
+SCRIPT = """
+(function(){
+  var box=document.querySelector('.graph'), svg=box&&box.querySelector('svg');
+  if(svg){
+    var w=svg.width.baseVal.value, h=svg.height.baseVal.value, k=1;
+    function zoom(f){k=f===0?Math.min(1,box.clientWidth/w):Math.max(0.1,Math.min(8,k*f));
+      svg.setAttribute('width',w*k+'pt');svg.setAttribute('height',h*k+'pt');
+      document.getElementById('zoom').textContent=Math.round(k*100)+'%';}
+    document.querySelectorAll('[data-zoom]').forEach(function(b){
+      b.addEventListener('click',function(){zoom(parseFloat(b.dataset.zoom));});});
+    box.addEventListener('wheel',function(e){if(e.ctrlKey||e.metaKey){e.preventDefault();
+      zoom(e.deltaY<0?1.15:1/1.15);}},{passive:false});
+    zoom(0);
+  }
+  document.body.dataset.ready='1';
+})();
+"""
+
+
+def _e(value: Any) -> str:
+    return html_text(value)
+
+
+def _badge(part: Part) -> str:
+    css = {"ok": "ok", "failed": "failed", "check failed": "check"}[part.status]
+    return f'<span class="badge {css}">{_e(part.name)}: {_e(part.status)}</span>'
+
+
+def _failure(part: Part) -> str:
+    text = part.error or part.problem
+    return f'<p class="error">{_e(text)}</p>' if text else ""
+
+
+def _table(headers: list[str], rows: list[list[str]], numeric: set[int], css: str = "",
+           row_classes: list[str] | None = None) -> str:
+    head = "".join(f'<th class="num">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>"
+                   for i, h in enumerate(headers))
+    body = []
+    for r, row in enumerate(rows):
+        cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
+        tds = "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+                      for i, c in enumerate(row))
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return (f'<div class="scroll"><table class="{css}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _summary(summary: Summary, part: Part) -> tuple[str, str]:
+    """The totals, shown first, and the layer table, shown last (it is long)."""
+    options = TableOptions(columns=COLUMNS)
+    keys = column_keys(options.columns)
+    headers = [HEADERS["layer"]] + [HEADERS[k] for k in keys]
+    rows = []
+    for row in summary.rows(depth=options.depth):
+        c = cells(row, summary.totals.params, options.columns)
+        indent = "&nbsp;" * 3 * (row.depth - 1)
+        rows.append([f'{indent}<code>{_e(c.name)}</code> <span class="muted">({_e(c.type)})'
+                     "</span>"] + [_e(c.values[k]) for k in keys])
+    numeric = {i + 1 for i, k in enumerate(keys) if k != "output_shape"}
+    totals = _table(["Total", ""], [[_e(a), _e(b)] for a, b in totals_lines(summary.totals)],
+                    {1}, "totals")
+    return (f'<section id="summary"><h2>Summary</h2>{_failure(part)}{totals}</section>',
+            f'<section id="layers"><h2>Layers</h2>{_table(headers, rows, numeric, "layers")}'
+            '<p class="muted">Also in <a href="summary.md">summary.md</a> and '
+            '<a href="summary.json">summary.json</a>.</p></section>')
+
+
+def _inline_svg(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    start = text.find("<svg")
+    return text[start:] if start >= 0 else ""
+
+
+def _graph(part: Part) -> str:
+    body = _failure(part)
+    if part.files:
+        nodes = part.data.get("nodes", 0)
+        body += ('<p class="tools"><button data-zoom="1.25">+</button>'
+                 '<button data-zoom="0.8">−</button><button data-zoom="0">fit</button>'
+                 '<span id="zoom" class="muted"></span> <span class="muted">· ctrl + wheel '
+                 f'zooms · {nodes} nodes · <a href="graph.svg">graph.svg</a></span></p>'
+                 f'<div class="graph">{_inline_svg(part.files[0])}</div>')
+    return f'<section id="graph"><h2>Graph</h2>{body}</section>'
+
+
+def _onnx(part: Part) -> str:
+    body = _failure(part)
+    data = part.data
+    if data.get("parity") is not None or data.get("inputs"):
+        facts = [["File", f'<a href="{_e(Path(data["path"]).name)}">{_e(Path(data["path"]).name)}'
+                  f"</a> ({_e(human_bytes(data.get('file_bytes', 0)))})"],
+                 ["Exporter", _e(data.get("exporter", "–"))],
+                 ["Opset", _e(data.get("opset", "–"))],
+                 ["Nodes", _e(data.get("node_count", "–"))]]
+        body += _table(["", ""], facts, set(), "facts")
+        io_rows = [[_e(kind), f"<code>{_e(t['name'])}</code>", _e(t.get("dtype", "")),
+                    _e(t.get("shape", ""))]
+                   for kind in ("inputs", "outputs") for t in data.get(kind, [])]
+        body += "<h3>Inputs and outputs</h3>" + _table(["", "Name", "Type", "Shape"], io_rows,
+                                                       set())
+        body += _onnx_parity(data)
+        ops = sorted((data.get("op_counts") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        if ops:
+            body += "<h3>Operators</h3><p class=\"mono\">" + ", ".join(
+                f"{_e(op)} ×{n}" for op, n in ops) + "</p>"
+    return f'<section id="onnx"><h2>ONNX</h2>{body}</section>'
+
+
+def _onnx_parity(data: dict[str, Any]) -> str:
+    """Parity rows at the export's batch and, on a dynamic batch, at batch + 1; a pass on a
+    constant output is marked apart from one that proves something (report.json before the
+    batch parity and the informative flag existed lacks them: read with .get)."""
+    parity = [*(data.get("parity") or []), *(data.get("batch_parity") or [])]
+    if not parity:
+        return ""
+    batches = data.get("batch_parity") is not None
+    rows, classes = [], []
+    for p in parity:
+        informative = p.get("informative", True)
+        batch = p.get("batch")
+        rows.append(([_e(batch if batch is not None else "–")] if batches else [])
+                    + [f"<code>{_e(p['output'])}</code>", _e(f"{p['max_abs_error']:.3g}"),
+                       _e(f"{p['max_rel_error']:.3g}"),
+                       "<b>over</b>" if not p["ok"] else "ok" if informative
+                       else "ok, uninformative"])
+        classes.append("bad" if not p["ok"] else "" if informative else "dead")
+    headers = (["Batch"] if batches else []) + ["Output", "Max abs error", "Max rel error", ""]
+    shift = 1 if batches else 0
+    reasons = dict.fromkeys(p["uninformative_reason"] for p in parity
+                            if p.get("uninformative_reason"))
+    return (f"<h3>Parity with torch (ONNX Runtime, atol {_e(data.get('atol'))})</h3>"
+            + _table(headers, rows, {shift + 1, shift + 2} | ({0} if batches else set()),
+                     row_classes=classes)
+            + "".join(f'<p class="muted">Uninformative: {_e(r)}, so this check proves next to '
+                      "nothing about the file.</p>" for r in reasons))
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _activations(part: Part, result: ActivationReport | None) -> str:
+    body = _failure(part)
+    if result is not None:
+        rows, classes, figures = [], [], []
+        for layer in result.layers:
+            s = layer.stats
+            rows.append([f"<code>{_e(layer.name)}</code> <span class=\"muted\">({_e(layer.type)})"
+                         "</span>", _e(list(layer.shape)), _number(s.mean), _number(s.std),
+                         _number(s.min), _number(s.max), f"{s.zero_fraction * 100:.1f}",
+                         f"{s.nan_count:,}", f"{s.inf_count:,}"])
+            classes.append("bad" if layer.nonfinite else "dead" if layer.dead else "")
+            if layer.image is not None:
+                data = base64.b64encode(layer.image.read_bytes()).decode()
+                figures.append(f'<figure id="act-{_e(layer.name)}"><img alt="{_e(layer.name)}" '
+                               f'src="data:image/png;base64,{data}"><figcaption class="muted">'
+                               f"{_e(layer.name)}</figcaption></figure>")
+        body += _table(["Layer (type)", "Shape", "Mean", "Std", "Min", "Max", "Zeros %", "NaN",
+                        "Inf"], rows, {2, 3, 4, 5, 6, 7, 8}, "stats", classes)
+        body += "".join(figures)
+    return f'<section id="activations"><h2>Activations</h2>{body}</section>'
+
+
+def render_index(report: Report, summary: Summary, activations: ActivationReport | None) -> str:
+    badges = "".join(_badge(p) for p in report.parts.values())
+    parts = report.parts
+    totals, layers = _summary(summary, parts["summary"])
+    body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(summary.trace.model_type)} · "
+            f"{_e(inputs_label(report.inputs))} · {_e(summary.trace.device)}</p><p>{badges}</p>"
+            + totals + _graph(parts["graph"]) + _onnx(parts["onnx"])
+            + _activations(parts["activations"], activations) + layers)
+    title = f"modelviz report: {report.model}"
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
+            f'</title><meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<style>{STYLE}</style></head><body><main>{body}</main>"
+            f"<script>{SCRIPT}</script></body></html>\n")
+    return re.sub(r"\n\s*\n", "\n", page)

@@ -1,0 +1,31 @@
+"""A GitHub-flavoured Markdown table, for pull requests and CI summaries.
+
+Names sit in code spans (``md_code``), every other cell and the title go through ``md_text``: a
+module named ``<img onerror=...>`` or ``a|b`` shows as its name, in one table cell."""
+
+from __future__ import annotations
+
+from modelviz.core.formatting import totals_lines
+from modelviz.escape import md_code, md_text
+from modelviz.features.summary.cells import HEADERS, cells, column_keys
+from modelviz.features.summary.options import TableOptions
+from modelviz.features.summary.summary import Summary
+
+
+def render_markdown(summary: Summary, options: TableOptions) -> str:
+    keys = column_keys(options.columns)
+    headers = [HEADERS["layer"]] + [HEADERS[k] for k in keys]
+    align = [":---"] + [":---" if "shape" in str(k) else "---:" for k in keys]
+    lines = [f"### {md_text(summary.model)} ({md_text(summary.trace.model_type)})", "",
+             "| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    for row in summary.rows(depth=options.depth, fold=options.fold):
+        c = cells(row, summary.totals.params, options.columns)
+        indent = "&nbsp;&nbsp;" * (row.depth - 1)
+        name = f"{indent}{md_code(c.name)} ({md_text(c.type)})"
+        lines.append("| " + " | ".join([name] + [md_text(c.values[k]) for k in keys]) + " |")
+    lines += ["", "| Total | |", "| :--- | ---: |"]
+    lines += [f"| {label} | {value} |" for label, value in totals_lines(summary.totals)]
+    for param, owner in summary.shared_parameters():
+        lines.append(f"\n\\* {md_code(param, table=False)} is {md_code(owner, table=False)}: "
+                     "counted once.")
+    return "\n".join(lines) + "\n"

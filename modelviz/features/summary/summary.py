@@ -1,0 +1,227 @@
+"""The layer table's content: rows in display order, folding, and totals, from a ``Trace``.
+
+Totals use torchsummary's definitions so the classic figures match old logs: input size is the
+bytes of the inputs, the forward/backward pass size is twice the bytes of the outputs of every
+module call except the root and bare ``Sequential``/``ModuleList`` containers, and the params size
+is the bytes of the parameters (each shared parameter once).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelviz.core.records import ModuleRecord, Trace, dtypes_json, shapes_json
+
+MB = 1024**2
+SCHEMA = "modelviz.summary/1"
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    flops: int
+    macs: int
+    input_size_mb: float
+    forward_backward_size_mb: float
+    params_size_mb: float
+    estimated_total_size_mb: float
+    buffers_size_mb: float
+    peak_memory_mb: float | None = None  # measured, CUDA only
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+def counted_in_memory(record: ModuleRecord) -> bool:
+    """The module calls torchsummary hooks: all but the root and bare containers."""
+    return bool(record.name) and not record.extra.get("container")
+
+
+def compute_totals(trace: Trace) -> Totals:
+    outputs = sum(call.output_bytes for call in trace.calls
+                  if counted_in_memory(trace.modules[call.module]))
+    input_mb = trace.input_bytes / MB
+    forward_backward_mb = 2 * outputs / MB
+    params_mb = trace.param_bytes / MB
+    return Totals(
+        params=trace.params,
+        trainable_params=trace.trainable_params,
+        non_trainable_params=trace.params - trace.trainable_params,
+        flops=trace.flops,
+        macs=trace.flops // 2,
+        input_size_mb=input_mb,
+        forward_backward_size_mb=forward_backward_mb,
+        params_size_mb=params_mb,
+        estimated_total_size_mb=input_mb + forward_backward_mb + params_mb,
+        buffers_size_mb=trace.buffer_bytes / MB,
+        peak_memory_mb=(trace.peak_memory_bytes / MB
+                        if trace.peak_memory_bytes is not None else None),
+    )
+
+
+@dataclass
+class Row:
+    """One line of the table: a module, or a run of identical sibling modules folded into one."""
+
+    record: ModuleRecord
+    depth: int
+    members: list[ModuleRecord] = field(default_factory=list)  # >1 when folded
+
+    @property
+    def count(self) -> int:
+        return max(1, len(self.members))
+
+    @property
+    def name(self) -> str:
+        if self.count == 1:
+            return self.record.name
+        return fold_label([m.name for m in self.members])
+
+    def total(self, attribute: str) -> int:
+        group = self.members or [self.record]
+        return sum(int(getattr(m, attribute)) for m in group)
+
+
+def fold_label(names: list[str]) -> str:
+    """``layers.0`` ... ``layers.31`` -> ``layers.0–31``."""
+    first, last = names[0], names[-1]
+    a, b = re.match(r"^(.*?)(\d+)$", first), re.match(r"^(.*?)(\d+)$", last)
+    if a and b and a.group(1) == b.group(1):
+        return f"{first}–{b.group(2)}"
+    return f"{first} … {last}"
+
+
+def _signature(trace: Trace, record: ModuleRecord, memo: dict[str, tuple[Any, ...]]) -> (
+        tuple[Any, ...]):
+    """Modules with equal signatures are interchangeable blocks and may be folded together."""
+    known = memo.get(record.name)
+    if known is None:
+        call = record.first_call
+        shapes = (repr(shapes_json(call.inputs)), repr(shapes_json(call.output))) if call else ()
+        children = tuple(_signature(trace, c, memo) for c in trace.children(record.name))
+        known = memo[record.name] = (record.type, record.params_total, record.trainable_total,
+                                     record.flops, len(record.calls), shapes, children)
+    return known
+
+
+def first_activity(trace: Trace, record: ModuleRecord) -> int | None:
+    """When the module, or for a ModuleList anything inside it, first ran."""
+    if record.calls:
+        return record.calls[0].index
+    starts = [first_activity(trace, c) for c in trace.children(record.name)]
+    known = [s for s in starts if s is not None]
+    return min(known) if known else None
+
+
+def ordered_children(trace: Trace, name: str) -> list[ModuleRecord]:
+    """Children in the order they first ran; never-run ones last, in definition order."""
+    children = trace.children(name)
+    never = len(trace.calls)
+    starts: dict[str, int] = {}
+    for child in children:
+        start = first_activity(trace, child)
+        starts[child.name] = never if start is None else start
+    return sorted(children, key=lambda r: starts[r.name])
+
+
+def fold_runs(trace: Trace, siblings: list[ModuleRecord], memo: dict[str, tuple[Any, ...]]) -> (
+        list[list[ModuleRecord]]):
+    """Split siblings (in order) into runs of interchangeable blocks; most runs have one member."""
+    runs: list[list[ModuleRecord]] = []
+    i = 0
+    while i < len(siblings):
+        run = [siblings[i]]
+        signature = _signature(trace, siblings[i], memo)
+        while (i + len(run) < len(siblings)
+               and _signature(trace, siblings[i + len(run)], memo) == signature):
+            run.append(siblings[i + len(run)])
+        runs.append(run)
+        i += len(run)
+    return runs
+
+
+def rows(trace: Trace, *, depth: int | None = None, fold: bool = False) -> list[Row]:
+    """Rows in display order: the hierarchy, children in execution order, down to ``depth``."""
+    out: list[Row] = []
+    memo: dict[str, tuple[Any, ...]] = {}
+
+    def visit(name: str, level: int) -> None:
+        if depth is not None and level > depth:
+            return
+        children = ordered_children(trace, name)
+        runs = fold_runs(trace, children, memo) if fold else [[c] for c in children]
+        for run in runs:
+            out.append(Row(run[0], level, run if len(run) > 1 else []))
+            visit(run[0].name, level + 1)
+
+    visit("", 1)
+    return out
+
+
+def layer_dict(record: ModuleRecord) -> dict[str, Any]:
+    call = record.first_call
+    return {
+        "name": record.name,
+        "type": record.type,
+        "depth": record.depth,
+        "parent": record.parent,
+        "calls": len(record.calls),
+        "input_shapes": shapes_json(call.inputs) if call else None,
+        "output_shapes": shapes_json(call.output) if call else None,
+        "output_dtypes": dtypes_json(call.output) if call else None,
+        "params": record.params_total,
+        "params_own": record.params,
+        "trainable": record.trainable_total,
+        "flops": record.flops,
+        "macs": record.flops // 2,
+        "output_bytes": record.output_bytes,
+        "kernel_size": record.extra.get("kernel_size"),
+        "shared": dict(record.shared),
+    }
+
+
+@dataclass
+class Summary:
+    """What ``modelviz summary`` shows; renderers in ``modelviz.render`` turn it into text."""
+
+    model: str
+    trace: Trace
+    inputs: list[dict[str, Any]]
+    batch_size: int = 1
+    totals: Totals = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.totals = compute_totals(self.trace)
+
+    def rows(self, depth: int | None = None, fold: bool = False) -> list[Row]:
+        return rows(self.trace, depth=depth, fold=fold)
+
+    def shared_parameters(self) -> list[tuple[str, str]]:
+        """(parameter, the parameter it is) for every tied weight, counted once in the totals."""
+        return [(f"{r.name}.{p}" if r.name else p, owner)
+                for r in self.trace.modules.values() for p, owner in r.shared.items()]
+
+    def __str__(self) -> str:
+        from modelviz.features.summary.options import TableOptions
+        from modelviz.features.summary.table import plain_text, render_table
+
+        return plain_text(render_table(self, TableOptions()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON form (docs/json.md); every module, whatever the display depth."""
+        return {
+            "schema": SCHEMA,
+            "model": self.model,
+            "model_type": self.trace.model_type,
+            "device": self.trace.device,
+            "dtype": self.trace.dtype,
+            "batch_size": self.batch_size,
+            "inputs": self.inputs,
+            "outputs": shapes_json(self.trace.output),
+            "totals": self.totals.as_dict(),
+            "layers": [layer_dict(r) for r in self.trace.modules.values() if r.name],
+        }
