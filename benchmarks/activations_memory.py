@@ -60,6 +60,7 @@ def child(mode: str, model_name: str, batch: int, device: str) -> dict[str, Any]
 
     sys.path.insert(0, str(ROOT))
     from modelviz import api
+    from modelviz.features.activations.measure import measure_activations
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model = torchvision.models.get_model(model_name, weights=None).eval().to(device)
@@ -87,7 +88,7 @@ def child(mode: str, model_name: str, batch: int, device: str) -> dict[str, Any]
         with torch.no_grad():
             model(x)
     else:
-        report = api.measure_activations(prepared, layers=["*"], images=mode == "captures")
+        report = measure_activations(prepared, layers=["*"], images=mode == "captures")
         layers = len(report.layers)
     elapsed = time.perf_counter() - started
     if cuda:

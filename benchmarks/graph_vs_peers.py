@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modelviz import api  # noqa: E402
-from modelviz.features.graph.probe import DEFAULT_DEPTH  # noqa: E402
+from modelviz.features.graph.build import DEFAULT_DEPTH  # noqa: E402
+from modelviz.features.graph.draw import draw  # noqa: E402
 from sample_models.transformer import TinyTransformer  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchviz's distutils import
@@ -70,7 +71,7 @@ def bench(name: str, repeat: int) -> dict[str, tuple[float, bytes]]:
     x = prepared.inputs.args[0]  # the same input for all three
 
     def with_modelviz() -> bytes:
-        return api.draw(prepared).pipe("svg")
+        return draw(prepared).pipe("svg")
 
     view_copy = copy.deepcopy(model)
 

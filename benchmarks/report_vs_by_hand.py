@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import interleaved  # noqa: E402
 from modelviz import api  # noqa: E402
-from modelviz.features.activations.stats import representative_modules  # noqa: E402
+from modelviz.features.activations.select import representative_modules  # noqa: E402
 from modelviz.features.report import build as reports  # noqa: E402
 
 

@@ -17,6 +17,8 @@ from torch import nn
 
 from modelviz import api
 from modelviz.core.image_input import open_image, preprocess
+from modelviz.core.session import prepare_image
+from modelviz.features.activations.measure import measure_activations
 from modelviz.features.activations.pictures import (
     DPI,
     HEADER,
@@ -155,7 +157,7 @@ class Recorder(nn.Module):
 def test_the_probe_keeps_no_output_alive(images: bool) -> None:
     model = nn.Sequential(Recorder(), nn.Conv2d(32, 8, 1))
     prepared = api.prepare(model, "3x40x40", batch_size=4)
-    report = api.measure_activations(prepared, layers=["*"], images=images, max_channels=5)
+    report = measure_activations(prepared, layers=["*"], images=images, max_channels=5)
     gc.collect()
     refs = model[0].refs
     assert len(refs) == 1 and refs[0]() is None
@@ -338,7 +340,7 @@ def test_preprocessing_greyscale_by_hand(photo: Path) -> None:
 def test_torchvision_image_uses_the_weights_transforms(photo: Path) -> None:
     from modelviz.core import zoo
 
-    prepared, made = api.prepare_image("resnet18", photo)
+    prepared, made = prepare_image("resnet18", photo)
     expected = zoo.preprocessing("resnet18")(Image.open(photo).convert("RGB"))
     torch.testing.assert_close(prepared.inputs.args[0], expected.unsqueeze(0))
     assert made.shape == (3, 224, 224) and "weights' transforms" in made.how
@@ -363,7 +365,7 @@ def test_greyscale_model_on_a_colour_image(cli: Cli, photo: Path, tmp_path: Path
 
 
 def test_sizes_set_channels_and_size_of_the_image(photo: Path) -> None:
-    prepared, made = api.prepare_image("sample_models.seeds:SmallConvNet", photo, "3x64x48",
+    prepared, made = prepare_image("sample_models.seeds:SmallConvNet", photo, "3x64x48",
                                        batch_size=2)
     assert prepared.inputs.args[0].shape == (2, 3, 64, 48) and made.shape == (3, 64, 48)
 

@@ -25,7 +25,7 @@ from torch import nn
 from modelviz import api
 from modelviz.errors import SpecError
 from modelviz.escape import md_code, md_text, printable
-from modelviz.features.activations.stats import select_modules
+from modelviz.features.activations.select import select_modules
 from modelviz.features.diff.compare import compare
 from modelviz.features.diff.view import render_diff_markdown, render_diff_table
 from modelviz.features.summary.classic import render_classic

@@ -413,11 +413,11 @@ def test_default_file_name_is_the_model_name(cli: Cli, tmp_path: Path,
 def test_facts_from_memory_equal_the_file(tmp_path: Path, spec: str,
                                           sizes: tuple[str, ...]) -> None:
     """The table's facts come from the exporter's in-memory model; they must be the file's."""
-    from modelviz.features.onnx.export import _facts_from_file
+    from modelviz.features.onnx.verify import facts_from_file
 
     path = tmp_path / "m.onnx"
     result = api.export_onnx(spec, *sizes, output=path, verify=False)
-    facts = _facts_from_file(path)
+    facts = facts_from_file(path)
     assert result.exporter == "dynamo"
     assert result.inputs == facts.inputs and result.outputs == facts.outputs
     assert result.op_counts == dict(facts.op_counts) and result.opset == facts.opset

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from modelviz import api
-from modelviz.features.onnx.export import ExportResult, _compare, _uninformative
+from modelviz.features.onnx.result import ExportResult
+from modelviz.features.onnx.verify import _compare, _uninformative
 from tests.conftest import Result
 
 Cli = Callable[..., Result]

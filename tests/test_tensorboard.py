@@ -14,7 +14,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from modelviz import api
-from modelviz.features.activations.stats import representative_modules
+from modelviz.features.activations.select import representative_modules
 from sample_models.seeds import Net
 from tests.conftest import Result
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from modelviz.api import Prepared
+    from modelviz.core.session import Prepared
     from modelviz.core.specs import InputSpec
 
 PANEL = "Model and input"
@@ -107,10 +107,10 @@ class ModelOptions:
 
     def prepare(self) -> "Prepared":
         """Load the model and its inputs."""
-        from modelviz import api
+        from modelviz.core.session import prepare
 
         model, sizes, options = self.api_args()
-        return api.prepare(model, *sizes, **options)
+        return prepare(model, *sizes, **options)
 
 
     def load(self, *, quiet: bool = False) -> "Prepared":

@@ -122,8 +122,9 @@ def activations(
     """
     import json
 
-    from modelviz import api
     from modelviz.core.image_input import parse_floats, parse_resize
+    from modelviz.core.session import prepare_image
+    from modelviz.features.activations.measure import measure_activations
     from modelviz.features.activations.pictures import check_folder, write_images
 
     layers = layer or []
@@ -145,7 +146,7 @@ def activations(
     with spinner(f"Loading {opts.model}", quiet=as_json):
         picture = None
         if image is not None:
-            prepared, picture = api.prepare_image(
+            prepared, picture = prepare_image(
                 opts.model.strip(), image, *(opts.sizes or []), resize=resize_value, mean=means,
                 std=stds, device=opts.device, dtype=opts.dtype, batch_size=opts.batch_size,
                 kwargs=_kwargs(opts), weights=opts.weights, strict=opts.strict,
@@ -156,7 +157,7 @@ def activations(
     if picture is not None:
         note(f"input: {picture.path} as {'x'.join(map(str, picture.shape))} ({picture.how})")
     with spinner("Running the forward pass", quiet=as_json):
-        result = api.measure_activations(prepared, layers=layers, types=types, images=draw,
+        result = measure_activations(prepared, layers=layers, types=types, images=draw,
                                          max_channels=max_channels, hist=hist,
                                          train=opts.train, picture=picture)
     for message in result.notes:

@@ -33,11 +33,12 @@ def _side(spec: str, sizes: list[str] | None, opts: ModelOptions, quiet: bool) -
         from modelviz.features.diff.compare import read_summary
 
         return read_summary(spec)
-    from modelviz import api
+    from modelviz.core.session import run
+    from modelviz.features.summary.summary import summarize
 
     with spinner(f"Summarising {spec}", quiet=quiet):
         prepared = dataclasses.replace(opts, model=spec, sizes=sizes).prepare()
-        return api.summarize(prepared, api.run(prepared, train=opts.train)).to_dict()
+        return summarize(prepared, run(prepared, train=opts.train)).to_dict()
 
 
 def _render(diff: ModelDiff, fmt: DiffFormat) -> str | None:

@@ -82,7 +82,7 @@ def graph(
 
     Example: modelviz graph resnet18 -o resnet18.svg
     """
-    from modelviz import api
+    from modelviz.features.graph.draw import draw
     from modelviz.features.graph.drawing import find_dot, format_for
     from modelviz.output import write_bytes
 
@@ -97,7 +97,7 @@ def graph(
 
     prepared = opts.load()
     with spinner("Running the forward pass"):
-        drawing = api.draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
+        drawing = draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
                            fold=fold, rankdir=rankdir.value, show_saved=show_saved,
                            show_attrs=show_attrs, train=opts.train)
     with spinner("Laying out the graph with Graphviz"):

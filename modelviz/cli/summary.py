@@ -86,8 +86,9 @@ def summary(
 
     Example: modelviz summary vgg16 3x224x224
     """
-    from modelviz import api
+    from modelviz.core.session import run
     from modelviz.core.specs import parse_budget
+    from modelviz.features.summary.summary import summarize
 
     chosen = choose_format(fmt, output)
     extra = parse_columns(columns)
@@ -97,7 +98,7 @@ def summary(
 
     prepared = opts.load(quiet=quiet)
     with spinner("Running the forward pass", quiet=quiet):
-        result = api.summarize(prepared, api.run(prepared, train=opts.train))
+        result = summarize(prepared, run(prepared, train=opts.train))
 
     table = TableOptions(depth=depth, fold=fold, columns=extra)
     text: str | None = None

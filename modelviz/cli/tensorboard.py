@@ -41,14 +41,14 @@ def tensorboard(
 
     from rich.table import Table
 
-    from modelviz import api
     from modelviz.escape import printable
+    from modelviz.features.tensorboard.log import write_run
 
-    model, sizes, options = opts.api_args()
+    prepared = opts.load(quiet=as_json)
     with spinner(f"Logging {opts.model} to {logdir}", quiet=as_json):
-        written = api.tensorboard(model, *sizes, logdir=logdir, layers=layer or [],
-                                  types=module_type or [], graph=graph, histograms=histograms,
-                                  max_channels=max_channels, train=opts.train, **options)
+        written = write_run(prepared, logdir, layers=layer or [], types=module_type or [],
+                            graph=graph, histograms=histograms, max_channels=max_channels,
+                            train=opts.train)
     for part, reason in written.skipped.items():
         note(f"no {part}: {reason}")
     if as_json:

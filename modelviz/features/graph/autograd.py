@@ -18,7 +18,7 @@ from modelviz.errors import ModelvizError
 from modelviz.escape import printable
 
 if TYPE_CHECKING:
-    from modelviz.api import Prepared
+    from modelviz.core.session import Prepared
 
 __all__ = ["autograd_dot", "grad_outputs"]
 
@@ -53,10 +53,10 @@ def autograd_dot(prepared: Prepared, *, show_saved: bool = False, show_attrs: bo
     """DOT source of the backward graph, from one pass with autograd on."""
     from torchviz import make_dot
 
-    from modelviz import api
+    from modelviz.core import session
 
     names = _ParameterNames()
-    trace = api.run(prepared, train=train, grad=True, keep_output=True, probes=(names,))
+    trace = session.run(prepared, train=train, grad=True, keep_output=True, probes=(names,))
     outputs = grad_outputs(trace.output_value)
     if not outputs:
         raise ModelvizError(

@@ -12,7 +12,8 @@ name, control characters included, is drawn as written instead of breaking the l
 from __future__ import annotations
 
 from modelviz.escape import dot_html, dot_id, dot_label
-from modelviz.features.graph.probe import KINDS, Cluster, ModuleGraph, Node
+from modelviz.features.graph.build import Cluster, ModuleGraph, Node
+from modelviz.features.graph.probe import KINDS
 
 __all__ = ["COLOURS", "RANKDIRS", "to_dot"]
 

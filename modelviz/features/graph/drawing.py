@@ -20,7 +20,7 @@ from modelviz.errors import MissingToolError, OutputError, SpecError
 from modelviz.output import write_bytes
 
 if TYPE_CHECKING:
-    from modelviz.features.graph.probe import ModuleGraph
+    from modelviz.features.graph.build import ModuleGraph
 
 __all__ = ["EXTENSIONS", "FORMATS", "PNG_LIMIT", "Drawing", "Rendered", "find_dot",
            "format_for", "png_size", "render"]

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-    from modelviz.features.onnx.export import ExportResult, Parity
+    from modelviz.features.onnx.result import ExportResult, Parity
 
 #: Op types listed by name in the node line; the rest are summed as "N more".
 TOP_OPS = 8

@@ -21,8 +21,8 @@ from modelviz.errors import ModelvizError, one_line
 from modelviz.output import atomic_folder, check_replaceable, write_text
 
 if TYPE_CHECKING:
-    from modelviz.api import Prepared
     from modelviz.core.records import Trace
+    from modelviz.core.session import Prepared
     from modelviz.features.activations.stats import ActivationReport
     from modelviz.features.summary.summary import Summary
 
@@ -141,13 +141,16 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
           stage: Stage = _quiet) -> Report:
     """Write the report's files into ``folder``; a forward pass that fails ends it (nothing
     can be shown), any other failure is recorded in its part."""
-    from modelviz import api
-    from modelviz.features.activations.stats import representative_modules
+    from modelviz.core.session import run
+    from modelviz.features.activations.measure import activation_probe as make_activation_probe
+    from modelviz.features.activations.select import representative_modules
+    from modelviz.features.graph.draw import graph_probe as make_graph_probe
+    from modelviz.features.summary.summary import summarize
 
     directory = check_folder(folder)
     check_tolerance(atol)  # here, not inside the ONNX part: a typo is not a failed export
     chosen = layers or tuple(representative_modules(prepared.model))
-    graph_probe = api.graph_probe(prepared)
+    graph_probe = make_graph_probe(prepared)
     probes: list[Any] = [graph_probe]
     acts = Part("activations")
     activation_probe = None
@@ -155,12 +158,12 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
         acts.error = "the meta device has only shapes: no activations to draw."
     else:
         with _attempt(acts):
-            activation_probe = api.activation_probe(prepared, layers=chosen, images=True,
+            activation_probe = make_activation_probe(prepared, layers=chosen, images=True,
                                                     max_channels=max_channels)
             probes.append(activation_probe)
     with stage("Running the forward pass"):
-        trace = api.run(prepared, train=train, keep_output=onnx, probes=tuple(probes))
-    summary = api.summarize(prepared, trace)
+        trace = run(prepared, train=train, keep_output=onnx, probes=tuple(probes))
+    summary = summarize(prepared, trace)
     # Built beside the folder and swapped in whole: a reader never sees half a report, and
     # nothing of an earlier one stays behind.
     with atomic_folder(directory, _not_a_report) as staging:
@@ -225,12 +228,12 @@ def _summary_part(summary: Summary, directory: Path) -> Part:
 
 def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
                 depth: int | None, dot: str | Path | None) -> Part:
-    from modelviz import api
+    from modelviz.features.graph.draw import module_drawing
     from modelviz.output import write_bytes
 
     part = Part("graph")
     with _attempt(part):
-        drawing = api.module_drawing(prepared, trace, probe, depth=depth, dot=dot)
+        drawing = module_drawing(prepared, trace, probe, depth=depth, dot=dot)
         part.data["nodes"] = len(drawing.graph.nodes) if drawing.graph is not None else 0
         rendered = drawing.render("svg")
         part.files.append(write_bytes(directory / "graph.svg", rendered.data))
@@ -241,10 +244,10 @@ def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
 
 def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str, ...],
                  directory: Path, part: Part) -> ActivationReport:
-    from modelviz import api
+    from modelviz.features.activations.measure import activation_report
     from modelviz.features.activations.pictures import write_images
 
-    result = api.activation_report(prepared, trace, probe, layers=chosen)
+    result = activation_report(prepared, trace, probe, layers=chosen)
     part.files += write_images(result, directory / "activations")
     part.data["layers"] = [layer.to_dict() for layer in result.layers]
     for layer in part.data["layers"]:

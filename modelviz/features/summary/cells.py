@@ -6,11 +6,14 @@ in a shape) never carries a raw control character to the terminal or to the Mark
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelviz.core.formatting import count, human, human_bytes, inputs_text, shape_text
 from modelviz.escape import printable
 from modelviz.features.summary.options import SummaryColumns
-from modelviz.features.summary.summary import Row
+
+if TYPE_CHECKING:  # the summary renders itself with this module (__str__)
+    from modelviz.features.summary.summary import Row
 
 HEADERS: dict[SummaryColumns | str, str] = {
     "layer": "Layer (type)",

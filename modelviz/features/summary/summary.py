@@ -8,11 +8,14 @@ is the bytes of the parameters (each shared parameter once).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modelviz.core.hierarchy import fold_label, fold_runs, ordered_children
 from modelviz.core.records import ModuleRecord, Trace, dtypes_json, shapes_json
+
+if TYPE_CHECKING:
+    from modelviz.core.session import Prepared
 
 MB = 1024**2
 SCHEMA = "modelviz.summary/1"
@@ -86,64 +89,6 @@ class Row:
         return sum(int(getattr(m, attribute)) for m in group)
 
 
-def fold_label(names: list[str]) -> str:
-    """``layers.0`` ... ``layers.31`` -> ``layers.0–31``."""
-    first, last = names[0], names[-1]
-    a, b = re.match(r"^(.*?)(\d+)$", first), re.match(r"^(.*?)(\d+)$", last)
-    if a and b and a.group(1) == b.group(1):
-        return f"{first}–{b.group(2)}"
-    return f"{first} … {last}"
-
-
-def _signature(trace: Trace, record: ModuleRecord, memo: dict[str, tuple[Any, ...]]) -> (
-        tuple[Any, ...]):
-    """Modules with equal signatures are interchangeable blocks and may be folded together."""
-    known = memo.get(record.name)
-    if known is None:
-        call = record.first_call
-        shapes = (repr(shapes_json(call.inputs)), repr(shapes_json(call.output))) if call else ()
-        children = tuple(_signature(trace, c, memo) for c in trace.children(record.name))
-        known = memo[record.name] = (record.type, record.params_total, record.trainable_total,
-                                     record.flops, len(record.calls), shapes, children)
-    return known
-
-
-def first_activity(trace: Trace, record: ModuleRecord) -> int | None:
-    """When the module, or for a ModuleList anything inside it, first ran."""
-    if record.calls:
-        return record.calls[0].index
-    starts = [first_activity(trace, c) for c in trace.children(record.name)]
-    known = [s for s in starts if s is not None]
-    return min(known) if known else None
-
-
-def ordered_children(trace: Trace, name: str) -> list[ModuleRecord]:
-    """Children in the order they first ran; never-run ones last, in definition order."""
-    children = trace.children(name)
-    never = len(trace.calls)
-    starts: dict[str, int] = {}
-    for child in children:
-        start = first_activity(trace, child)
-        starts[child.name] = never if start is None else start
-    return sorted(children, key=lambda r: starts[r.name])
-
-
-def fold_runs(trace: Trace, siblings: list[ModuleRecord], memo: dict[str, tuple[Any, ...]]) -> (
-        list[list[ModuleRecord]]):
-    """Split siblings (in order) into runs of interchangeable blocks; most runs have one member."""
-    runs: list[list[ModuleRecord]] = []
-    i = 0
-    while i < len(siblings):
-        run = [siblings[i]]
-        signature = _signature(trace, siblings[i], memo)
-        while (i + len(run) < len(siblings)
-               and _signature(trace, siblings[i + len(run)], memo) == signature):
-            run.append(siblings[i + len(run)])
-        runs.append(run)
-        i += len(run)
-    return runs
-
-
 def rows(trace: Trace, *, depth: int | None = None, fold: bool = False) -> list[Row]:
     """Rows in display order: the hierarchy, children in execution order, down to ``depth``."""
     out: list[Row] = []
@@ -186,7 +131,7 @@ def layer_dict(record: ModuleRecord) -> dict[str, Any]:
 
 @dataclass
 class Summary:
-    """What ``modelviz summary`` shows; renderers in ``modelviz.render`` turn it into text."""
+    """What ``modelviz summary`` shows; the renderers beside this module turn it into text."""
 
     model: str
     trace: Trace
@@ -225,3 +170,9 @@ class Summary:
             "totals": self.totals.as_dict(),
             "layers": [layer_dict(r) for r in self.trace.modules.values() if r.name],
         }
+
+
+def summarize(prepared: Prepared, trace: Trace) -> Summary:
+    """The summary of a pass over ``prepared`` (``core.session.run``)."""
+    return Summary(model=prepared.loaded.name, trace=trace,
+                   inputs=prepared.inputs.describe(prepared.model), batch_size=prepared.batch_size)

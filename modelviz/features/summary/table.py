@@ -5,6 +5,8 @@ never parsed from it, and an escape sequence in a name never reaches the termina
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -13,7 +15,9 @@ from modelviz.core.formatting import inputs_label, inputs_text, totals_lines
 from modelviz.escape import printable
 from modelviz.features.summary.cells import HEADERS, cells, column_keys
 from modelviz.features.summary.options import TableOptions
-from modelviz.features.summary.summary import Summary
+
+if TYPE_CHECKING:  # the summary renders itself with this module (__str__)
+    from modelviz.features.summary.summary import Summary
 
 
 def render_table(summary: Summary, options: TableOptions) -> Group:

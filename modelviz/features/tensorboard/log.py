@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch import nn
 from modelviz.errors import DeviceError, MissingToolError, OutputError, one_line
 from modelviz.features.summary.summary import Summary
 from modelviz.output import commit_files, exclusive, staging_dir
+
+if TYPE_CHECKING:
+    from modelviz.core.session import Prepared
 
 SCALARS = ("params", "trainable_params", "flops", "estimated_total_size_mb")
 
@@ -143,3 +146,30 @@ def _count_graph_nodes(folder: Path) -> int:
     events.Reload()
     return len(events.Graph().node) if events.Tags().get("graph") else 0
 
+
+def write_run(prepared: Prepared, logdir: str | Path, *, layers: Sequence[str] = (),
+              types: Sequence[str] = (), graph: bool = True, histograms: bool = True,
+              max_channels: int = 16, train: bool = False) -> TensorboardLog:
+    """The log of a prepared model from one pass: the summary and the activation images of
+    ``layers``/``types`` (default: a few representative layers) come from the same pass."""
+    from modelviz.core import session
+    from modelviz.features.activations.measure import activation_probe, activation_report
+    from modelviz.features.activations.pictures import layer_pixels
+    from modelviz.features.activations.select import representative_modules
+    from modelviz.features.summary.summary import summarize
+
+    chosen_layers, chosen_types = tuple(layers), tuple(types)
+    if prepared.device.type == "meta":
+        raise DeviceError("a TensorBoard log needs real weights and activations, and the meta "
+                          "device has only shapes.", "Use --device cpu (or cuda).")
+    if not chosen_layers and not chosen_types:
+        chosen_layers = tuple(representative_modules(prepared.model))
+    probe = activation_probe(prepared, layers=chosen_layers, types=chosen_types, images=True,
+                             max_channels=max_channels)
+    result = session.run(prepared, train=train, probes=(probe,))
+    report = activation_report(prepared, result, probe, layers=chosen_layers)
+    pictures = {layer.name: layer_pixels(layer) for layer in report.layers
+                if layer.capture is not None}
+    return write_log(logdir, prepared.model, prepared.inputs.args, summarize(prepared, result),
+                     graph=graph, histograms=histograms, activation_images=pictures,
+                     train=train)

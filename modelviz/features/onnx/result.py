@@ -1,0 +1,112 @@
+"""What an ONNX export wrote and what its checks found: the types every ONNX view reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TensorInfo:
+    """A graph input or output as the ONNX file declares it; a str dimension is symbolic."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": self.shape}
+
+
+@dataclass
+class Parity:
+    """How far ONNX Runtime's output is from torch's, for one output at one batch size.
+
+    ``max_rel_error`` is the largest ``|onnx - torch| / max(|torch|, atol)``: relative where the
+    value is large, and not blown up by values near zero. Positions equal on both sides agree
+    whatever their value (inf with the same inf, NaN with NaN); a NaN or an infinity on one side
+    only is an infinite error. ``uninformative`` says why a passing check proves nothing (torch's
+    output is constant, all NaN...): a graph that computed anything else would have matched too.
+    """
+
+    output: str
+    max_abs_error: float
+    max_rel_error: float
+    ok: bool
+    batch: int | None = None  # the inputs' batch size, where they share one
+    uninformative: str | None = None  # what torch's output is, when that makes the check moot
+
+    @property
+    def informative(self) -> bool:
+        return self.uninformative is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "batch": self.batch, "max_abs_error": self.max_abs_error,
+                "max_rel_error": self.max_rel_error, "ok": self.ok,
+                "informative": self.informative, "uninformative_reason": self.uninformative}
+
+
+@dataclass
+class ExportResult:
+    """What was written and what the checks found.
+
+    ``ok`` fails on a parity error beyond ``atol`` (at the export's batch or at batch + 1) and on
+    any problem, but not on an uninformative check: a constant output says nothing against the
+    file, which may well be right, and failing would make an untrained model (a zero-initialised
+    head) unexportable. The check is flagged instead (``informative``), in the table and JSON.
+    """
+
+    path: Path
+    exporter: str
+    opset: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    op_counts: dict[str, int]
+    node_count: int
+    file_bytes: int
+    data_files: list[Path] = field(default_factory=list)  # external weights, when over 2 GB
+    dynamic_batch: bool = False
+    parity: list[Parity] | None = None  # None: not verified
+    atol: float = 1e-4
+    batch_checked: int | None = None  # another batch size that ran in ONNX Runtime
+    batch_parity: list[Parity] | None = None  # its values against torch's at that batch
+    problems: list[str] = field(default_factory=list)  # beyond parity at the export's batch
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(p.ok for p in [*(self.parity or []),
+                                                        *(self.batch_parity or [])])
+
+    @property
+    def informative(self) -> bool | None:
+        """Whether every comparison made can tell a right file from a wrong one; None when
+        nothing was compared."""
+        checks = [*(self.parity or []), *(self.batch_parity or [])]
+        return all(p.informative for p in checks) if self.parity is not None else None
+
+    @property
+    def worst(self) -> Parity | None:
+        """The failed comparison furthest from torch, at either batch size: what a one-line
+        verdict names."""
+        failed = [p for p in [*(self.parity or []), *(self.batch_parity or [])] if not p.ok]
+        return max(failed, key=lambda p: p.max_abs_error, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "data_files": [str(f) for f in self.data_files],
+            "file_bytes": self.file_bytes, "exporter": self.exporter, "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch, "node_count": self.node_count,
+            "op_counts": self.op_counts,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "verified": self.parity is not None, "ok": self.ok,
+            "informative": self.informative, "atol": self.atol,
+            "parity": [p.to_dict() for p in self.parity] if self.parity is not None else None,
+            "batch_checked": self.batch_checked,
+            "batch_parity": ([p.to_dict() for p in self.batch_parity]
+                             if self.batch_parity is not None else None),
+            "problems": self.problems, "notes": self.notes, "seconds": self.seconds,
+        }
