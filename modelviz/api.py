@@ -126,8 +126,9 @@ def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
     and leaves no file. ``options`` are those of ``prepare``.
     """
     from modelviz.features.onnx import export as onnx_export
+    from modelviz.features.onnx.result import check_output
 
-    onnx_export.check_output(output)
+    check_output(output)
     prepared = prepare(model, *sizes, **options)
     return onnx_export.export(prepared, output, exporter=exporter, opset=opset,
                               dynamic_batch=dynamic_batch, verify=verify, atol=atol,

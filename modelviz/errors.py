@@ -1,13 +1,39 @@
-"""Named exceptions for user mistakes.
+r"""Named exceptions for user mistakes.
 
 The library raises these; the CLI maps every one of them, in one place, to a single line and an
 exit status. Each message names the problem and carries a ``fix`` so that the user knows what to
 type next.
+
+Messages speak the library's language: an option is named as the Python parameter it is, in
+backticks (``\`input_file\```, ``\`device=cpu\```, ``\`strict=False\```), which is what a caller
+of ``modelviz.summary(...)`` types. The CLI shows the same token as its flag (``--input-file``,
+``--device cpu``, ``--no-strict``) through ``cli_terms``, so that one message serves both.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from enum import IntEnum
+
+#: A parameter named in a message: `name` or `name=value`.
+_TOKEN = re.compile(r"`([a-z][a-z_]*)(?:=([^`]*))?`")
+
+
+def cli_terms(text: str, flags: Mapping[str, str]) -> str:
+    """``text`` with each parameter token that ``flags`` knows shown as the CLI's flag: a
+    whole ``name=value`` first (``strict=False`` is ``--no-strict``), else ``--flag value``."""
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if value is None:
+            return flags.get(name, match.group(0))
+        whole = flags.get(f"{name}={value}")
+        if whole is not None:
+            return whole
+        return f"{flags[name]} {value}" if name in flags else match.group(0)
+
+    return _TOKEN.sub(flag, text)
 
 
 def one_line(text: object, limit: int = 300) -> str:

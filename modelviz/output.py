@@ -20,10 +20,13 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from modelviz.errors import OutputError
+
+T = TypeVar("T")
 
 #: Temporary files and folders: ``.modelviz-<pid>-<random>[.part]``.
 STAGING_PREFIX = ".modelviz-"
@@ -251,6 +254,29 @@ def commit_files(staging: Path, folder: Path, names: list[str] | None = None) ->
 
 
 # ----------------------------------------------------------------------------------------------
+# Formats told by extensions.
+
+
+def format_from_suffix(path: str | Path | None, table: Mapping[str, T], default: T, *,
+                       listed: str | None = None, name_only: bool = False) -> T:
+    """The format an output file's extension asks for (``table``: ``".md"`` -> format, any
+    case), or ``default`` when there is no file; every command that writes ``-o FILE`` decides
+    the same way and says the same thing about an extension it does not know. The error names
+    the file (only its name with ``name_only``) and the extensions to use: ``listed``, else
+    every key of ``table``."""
+    if path is None:
+        return default
+    found = table.get(Path(path).suffix.lower())
+    if found is None:
+        keys = list(table)
+        known = listed or (", ".join(keys[:-1]) + " or " + keys[-1] if len(keys) > 1
+                           else "".join(keys))
+        raise OutputError(f"cannot tell the format of {Path(path).name if name_only else path} "
+                          "from its extension.", f"Use {known}, or pass `format`.")
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
 # Folders written whole.
 
 
@@ -335,6 +361,30 @@ def _swap_in(staging: Path, final: Path) -> None:
                           "Choose another output path.") from exc
 
 
+def _refuse_file(target: str | Path, final: Path, holds: str, example: str) -> None:
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"{target} is a file, not a folder.",
+                          f"Give a folder for the {holds}, e.g. `output={example}`.")
+
+
+def check_folder(target: str | Path, *, holds: str, example: str) -> Path:
+    """``target`` as a folder to write ``holds`` (``"images"``) into, checked before any work:
+    not a file, and its nearest existing ancestor a folder this process may write in. Creates
+    nothing; ``example`` is the ``-o`` value the error suggests (``activations/``)."""
+    directory = Path(target)
+    _refuse_file(target, directory, holds, example)
+    ancestor = directory
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot create the folder {target}: {ancestor} is a file.",
+                          "Choose another folder with -o.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {holds} to the folder {target}: permission denied.",
+                          "Choose another folder with -o.")
+    return directory
+
+
 def check_replaceable(target: str | Path,
                       replaceable: Callable[[Path], str | None]) -> Path:
     """``target`` as a folder ``atomic_folder`` may replace: none yet, empty, or one that
@@ -343,9 +393,7 @@ def check_replaceable(target: str | Path,
     final = Path(target)
     if final.is_symlink():  # as for files: the folder it points to is replaced, the link stays
         final = Path(os.path.realpath(final))
-    if final.exists() and not final.is_dir():
-        raise OutputError(f"{target} is a file, not a folder.",
-                          "Give a folder for the report, e.g. -o report/.")
+    _refuse_file(target, final, "report", "report/")
     if final.is_dir() and any(final.iterdir()):
         why = replaceable(final)
         if why is not None:

@@ -19,4 +19,5 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.rnn(self.drop(self.encoder(tokens)))
-        return self.decoder(self.drop(hidden))
+        logits: torch.Tensor = self.decoder(self.drop(hidden))
+        return logits

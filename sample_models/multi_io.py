@@ -16,7 +16,8 @@ class TwoInputNet(nn.Module):
 
     def forward(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         merged = torch.cat([self.image(image), self.vector(features)], dim=1)
-        return self.head(merged)
+        logits: torch.Tensor = self.head(merged)
+        return logits
 
 
 class DictOutputNet(nn.Module):

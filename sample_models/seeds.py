@@ -23,7 +23,8 @@ class Net(nn.Module):
         x = x.view(-1, 16 * 4 * 4)
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
-        return self.fc3(x)
+        logits: torch.Tensor = self.fc3(x)
+        return logits
 
 
 class SmallConvNet(nn.Module):
@@ -49,7 +50,8 @@ class SmallConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(x)))
         x = self.dropout(torch.flatten(x, 1))
-        return self.fc2(self.fc1(x))
+        logits: torch.Tensor = self.fc2(self.fc1(x))
+        return logits
 
 
 def tanh_mlp() -> nn.Sequential:
@@ -75,4 +77,5 @@ class ActivationNet(nn.Module):
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = x.view(-1, 320)
         x = F.relu(self.fc1(x))
-        return self.fc2(x)
+        logits: torch.Tensor = self.fc2(x)
+        return logits

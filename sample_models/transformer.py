@@ -18,4 +18,5 @@ class TinyTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.position[:, : tokens.shape[1]]
         x = self.encoder(x)
-        return self.head(self.norm(x.mean(dim=1)))
+        logits: torch.Tensor = self.head(self.norm(x.mean(dim=1)))
+        return logits

@@ -1,24 +1,30 @@
-"""Shared fixtures: CLI runners (in-process and subprocess), golden files, fixed terminal width."""
+"""Shared fixtures: CLI runners (in-process and subprocess), golden files, fixed terminal width.
+
+What test files import (paths, Result, the fixtures' types) lives in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import settings
 
+from tests.helpers import (
+    GOLDEN,
+    ROOT,
+    Cli,
+    Golden,
+    RunModelviz,
+    missing_golden,
+    run_cli,
+    run_python_m_modelviz,
+)
+
 # Property tests explore the same examples on every run: CI stays deterministic.
 settings.register_profile("deterministic", derandomize=True, deadline=None)
 settings.load_profile("deterministic")
-
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden"
 
 # Fixed width and no colour, so Rich output is the same on every machine.
 os.environ["COLUMNS"] = "120"
@@ -32,56 +38,40 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
-                     help="Rewrite the golden files from the current output.")
+                     help="Write the golden files from the current output (the only way one "
+                          "is written: without it, a missing golden file fails its test).")
 
 
 @pytest.fixture
-def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
-    """Compare text with tests/golden/NAME, or rewrite it with --update-golden."""
+def golden(request: pytest.FixtureRequest) -> Golden:
+    """Compare text with tests/golden/NAME, or rewrite it with --update-golden.
+
+    --update-golden is the only way a golden file gets written: without it, a missing file fails
+    the test, so a deleted or misnamed golden file cannot pass by comparing output with itself.
+    """
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name
-        if request.config.getoption("--update-golden") or not path.exists():
+        if request.config.getoption("--update-golden"):
+            path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        elif not path.is_file():
+            pytest.fail(missing_golden(name), pytrace=False)
         assert text == path.read_text(encoding="utf-8")
 
     return check
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
-def cli() -> Callable[..., Result]:
+def cli() -> Cli:
     """Run the Typer app in-process, the way Typer's test runner does."""
-    from typer.testing import CliRunner
-
-    from modelviz.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        return Result(result.exit_code, result.stdout, result.stderr)
-
-    return invoke
+    return run_cli
 
 
 @pytest.fixture
-def run_modelviz() -> Callable[..., Result]:
+def run_modelviz() -> RunModelviz:
     """Run ``python -m modelviz`` in a subprocess from the repository root, as a user would."""
-
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "modelviz", *args], capture_output=True,
-                              text=True, cwd=cwd, env={**os.environ, **(env or {})},
-                              timeout=600, check=False)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
+    return run_python_m_modelviz
 
 
 @pytest.fixture(autouse=True)

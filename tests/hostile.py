@@ -43,7 +43,8 @@ class Tiny(nn.Module):
         self.register_buffer("offset", torch.ones(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x) + self.offset
+        out: torch.Tensor = self.block(x) + self.offset
+        return out
 
 
 def exported(path: Path, *, dynamic: bool = False) -> Path:
@@ -154,7 +155,7 @@ def exported_traps(folder: Path, marker: Path) -> dict[str, Path]:
 def torchscript_trap(folder: Path, marker: Path) -> Path:
     """A TorchScript archive whose data.pkl is a pickle that touches ``marker``."""
     source = folder / "scripted.ts"
-    torch.jit.save(torch.jit.script(Tiny()), source)  # type: ignore[no-untyped-call]
+    torch.jit.save(torch.jit.script(Tiny()), source)
     payload = pickled(marker)
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         data_pkl = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))

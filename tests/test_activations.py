@@ -6,7 +6,6 @@ import gc
 import json
 import math
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,8 @@ from modelviz.features.activations.stats import (
     LayerStats,
     tensor_stats,
 )
-from tests.conftest import ROOT, Result
+from tests.helpers import ROOT, Cli
 
-Cli = Callable[..., Result]
 NET = ("sample_models.seeds:Net", "1x28x28")
 LAYER_KEYS = {"name", "type", "shape", "mean", "std", "min", "max", "zero_fraction",
               "nan_count", "inf_count", "image"}
@@ -128,10 +126,11 @@ def test_tensor_stats_other_dtypes() -> None:
 
 
 def test_dead_layer_is_flagged() -> None:
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    linear = nn.Linear(4, 8)
+    model = nn.Sequential(linear, nn.ReLU())
     with torch.no_grad():
-        model[0].weight.zero_()
-        model[0].bias.fill_(-1.0)  # every unit below zero: ReLU never fires
+        linear.weight.zero_()
+        linear.bias.fill_(-1.0)  # every unit below zero: ReLU never fires
     report = api.activations(model, "4", layers=["1"])
     assert report.layers[0].stats.zero_fraction == 1.0 and report.dead == report.layers
 
@@ -148,18 +147,19 @@ class Recorder(nn.Module):
         self.refs: list[weakref.ref[torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
+        out: torch.Tensor = self.conv(x)
         self.refs.append(weakref.ref(out))
         return out.relu()
 
 
 @pytest.mark.parametrize("images", [False, True])
 def test_the_probe_keeps_no_output_alive(images: bool) -> None:
-    model = nn.Sequential(Recorder(), nn.Conv2d(32, 8, 1))
+    recorder = Recorder()
+    model = nn.Sequential(recorder, nn.Conv2d(32, 8, 1))
     prepared = api.prepare(model, "3x40x40", batch_size=4)
     report = measure_activations(prepared, layers=["*"], images=images, max_channels=5)
     gc.collect()
-    refs = model[0].refs
+    refs = recorder.refs
     assert len(refs) == 1 and refs[0]() is None
     for layer in report.layers:
         if images:
@@ -229,6 +229,7 @@ def test_png_size_follows_the_documented_layout(tmp_path: Path) -> None:
         with Image.open(layer.image) as image:
             assert image.size == layout(layer.capture, hist=True).pixels
     capture = report.layers[0].capture
+    assert capture is not None
     assert layout(capture, hist=True).height == layout(capture, hist=False).height + HIST
 
 
@@ -299,7 +300,8 @@ class Outer(nn.Module):
         self.out = Inner()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(x)["logits"]
+        logits: torch.Tensor = self.out(x)["logits"]
+        return logits
 
 
 def test_dict_outputs_are_named_by_key(tmp_path: Path) -> None:
@@ -527,7 +529,8 @@ def test_empty_and_one_dimensional_outputs(tmp_path: Path) -> None:
             self.odd = Odd()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.odd(x)[1]
+            vector: torch.Tensor = self.odd(x)[1]
+            return vector
 
     report = api.activations(Wrapper(), "2x5", layers="odd", output_dir=tmp_path)
     empty, vector = report.layers

@@ -26,7 +26,8 @@ class WithBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(torch.relu(self.bn(self.conv(x))))
-        return self.head(x.mean((2, 3)))
+        logits: torch.Tensor = self.head(x.mean((2, 3)))
+        return logits
 
 
 def _state(model: nn.Module) -> dict[str, Any]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result
+from tests.helpers import Cli, Result, RunModelviz
 
-Cli = Callable[..., Result]
 NET = "sample_models.seeds:Net"
 
 
@@ -112,7 +110,7 @@ def test_user_code_that_exits_at_import(cli: Cli, tmp_path: Path) -> None:
                            "line 3): the code runs a program of its own when imported.")
 
 
-def test_user_script_that_parses_arguments_at_import(run_modelviz: Callable[..., Result],
+def test_user_script_that_parses_arguments_at_import(run_modelviz: RunModelviz,
                                                      tmp_path: Path) -> None:
     path = _model_file(tmp_path, """
         import argparse

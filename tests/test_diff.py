@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Result
-
-Cli = Callable[..., Result]
+from tests.helpers import Cli
 
 
 def _summary(cli: Cli, tmp_path: Path, name: str, *args: str) -> Path:

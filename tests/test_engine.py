@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch.nn.modules import module as module_globals
 
 from modelviz import api
 from modelviz.core import engine
-from modelviz.core.records import TensorMeta, shapes_json
+from modelviz.core.records import CallRecord, TensorMeta, Trace, shapes_json
 from modelviz.errors import ForwardError
 from sample_models.lstm_lm import LSTMLanguageModel
 from sample_models.multi_io import DictOutputNet, TwoInputNet
@@ -94,8 +96,8 @@ def test_failure_names_the_module_and_cleans_up() -> None:
     assert message == (
         "forward pass failed in fc1 (Linear) given input [1, 64]: RuntimeError: mat1 and mat2 "
         "shapes cannot be multiplied (1x64 and 576x1000); 16 module call(s) ran before it, the "
-        "last: layer3.3, layer3, dropout. Check SIZES (given without the batch dimension) and "
-        "their dtypes; --debug shows the traceback.")
+        "last: layer3.3, layer3, dropout. Check `sizes` (given without the batch dimension) "
+        "and their dtypes; `debug` shows the traceback.")  # Python's terms; the CLI shows flags
     assert _global_hook_count() == hooks
     assert torch._C._len_torch_dispatch_stack() == 0
     assert model.training is True
@@ -133,7 +135,7 @@ def test_transformer_fast_path_does_not_hide_submodules() -> None:
     assert torch.backends.mha.get_fastpath_enabled()
 
 
-def test_torchscript_model_runs_as_one_call(tmp_path) -> None:
+def test_torchscript_model_runs_as_one_call(tmp_path: Path) -> None:
     path = tmp_path / "net.pt"
     torch.jit.save(torch.jit.script(Net()), path)
     prepared = api.prepare(str(path), "1x28x28")
@@ -157,10 +159,11 @@ def test_probes_see_every_call() -> None:
     class Shapes(engine.Probe):
         name = "shapes"
 
-        def call_end(self, call, module, args, kwargs, output) -> None:  # type: ignore[no-untyped-def]
+        def call_end(self, call: CallRecord, module: nn.Module, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], output: Any) -> None:
             seen.append((call.module, tuple(output.shape)))
 
-        def finish(self, trace):  # type: ignore[no-untyped-def]
+        def finish(self, trace: Trace) -> int:
             return len(seen)
 
     trace = engine.run(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (torch.randn(2, 4),),

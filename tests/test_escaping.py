@@ -13,7 +13,6 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,8 @@ from modelviz.features.summary.markdown import render_markdown
 from modelviz.features.summary.options import ALL_COLUMNS, TableOptions
 from modelviz.features.summary.summary import Summary
 from modelviz.features.summary.table import plain_text, render_table
-from tests.conftest import Result
+from tests.helpers import Cli
 
-Cli = Callable[..., Result]
 SVG = "{http://www.w3.org/2000/svg}"
 
 #: ModuleDict keys, one per way a name can break an output.
@@ -77,7 +75,8 @@ class _Base(nn.Module):
             x = block(x)
         x = getattr(self, "=sum")(x)
         x = getattr(self, GROUP)(x)
-        return self.clear(self.evil(x))
+        out: torch.Tensor = self.clear(self.evil(x))
+        return out
 
 
 #: The model's own class name is hostile too: it titles the tables and the graph.
@@ -185,7 +184,8 @@ def _code_spans(inline: Token) -> list[str]:
 
 
 def _html(text: str) -> str:
-    return MARKDOWN.render(text)
+    html: str = MARKDOWN.render(text)  # markdown-it-py annotates render() as returning Any
+    return html
 
 
 def test_markdown_summary_is_one_table_of_code_spans(summary: Summary) -> None:
@@ -351,7 +351,7 @@ def test_layer_not_found_still_helps() -> None:
     model = _Staged()
     with pytest.raises(SpecError) as error:
         select_modules(model, ["blocks.stage[9]"])
-    assert error.value.problem == "--layer 'blocks.stage[9]' matches no module of the model."
+    assert error.value.problem == "`layers='blocks.stage[9]'` matches no module of the model."
     assert str(error.value.fix).startswith("Did you mean ")
     assert "blocks.stage[1]" in str(error.value.fix)
     with pytest.raises(SpecError) as error:

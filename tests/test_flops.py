@@ -22,7 +22,8 @@ def _reference(model: nn.Module, *args: torch.Tensor) -> FlopCounterMode:
     fast path, whose single op FlopCounterMode cannot see into (the engine turns it off too)."""
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
             model(*args)
     finally:
         torch.backends.mha.set_fastpath_enabled(True)

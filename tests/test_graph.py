@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from torch import nn
 from modelviz import api
 from modelviz.errors import MissingToolError, SpecError
 from modelviz.features.graph.drawing import PNG_LIMIT, Drawing, png_size
-from tests.conftest import GOLDEN, Result
+from tests.helpers import Cli, Golden, RunModelviz, read_golden
 
-Cli = Callable[..., Result]
 SVG = "{http://www.w3.org/2000/svg}"
 NET = ("sample_models.seeds:Net", "1x28x28")
 MISSING_DOT = ("error: Graphviz's dot program is not on PATH; it is needed to write {fmt}. "
@@ -74,7 +72,7 @@ def draw_svg(cli: Cli, tmp_path: Path, *args: str) -> Svg:
 
 # --- the module view, read back from real SVG -----------------------------------------------
 
-def test_net_golden_dot_and_stdout(cli: Cli, golden: Callable[[str, str], None]) -> None:
+def test_net_golden_dot_and_stdout(cli: Cli, golden: Golden) -> None:
     result = cli("graph", *NET)
     assert result.exit_code == 0, result.stderr
     golden("graph_net.gv", result.stdout)
@@ -202,7 +200,8 @@ class KeywordBlock(nn.Module):
         self.inner = nn.Linear(4, 4)
 
     def forward(self, x: torch.Tensor, *, scale: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) * scale
+        out: torch.Tensor = self.inner(x) * scale
+        return out
 
 
 class KeywordNet(nn.Module):
@@ -215,7 +214,8 @@ class KeywordNet(nn.Module):
         self.block = KeywordBlock()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x=self.first(x), scale=torch.sigmoid(self.gate(x)))
+        out: torch.Tensor = self.block(x=self.first(x), scale=torch.sigmoid(self.gate(x)))
+        return out
 
 
 def test_keyword_arguments_are_edges_too() -> None:
@@ -268,7 +268,7 @@ def test_pdf_and_format_option(cli: Cli, tmp_path: Path) -> None:
 def test_gv_extension_is_dot(cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "net.gv"
     assert cli("graph", *NET, "-o", str(target)).exit_code == 0
-    assert target.read_text() == (GOLDEN / "graph_net.gv").read_text()
+    assert target.read_text() == read_golden("graph_net.gv")
 
 
 def long_chain() -> nn.Sequential:
@@ -340,7 +340,7 @@ def test_autograd_on_meta_names_the_copys_parameters() -> None:
 
 # --- mistakes: exit status 2 and one exact line ---------------------------------------------
 
-def test_missing_dot_is_a_clear_error(run_modelviz: Callable[..., Result],
+def test_missing_dot_is_a_clear_error(run_modelviz: RunModelviz,
                                       tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -352,7 +352,7 @@ def test_missing_dot_is_a_clear_error(run_modelviz: Callable[..., Result],
     dot_file = tmp_path / "net.dot"
     result = run_modelviz("graph", *NET, "-o", str(dot_file), env={"PATH": str(empty)})
     assert result.exit_code == 0, result.stderr
-    assert dot_file.read_text() == (GOLDEN / "graph_net.gv").read_text()
+    assert dot_file.read_text() == read_golden("graph_net.gv")
 
 
 def test_missing_dot_in_the_library(tmp_path: Path) -> None:
@@ -362,7 +362,7 @@ def test_missing_dot_in_the_library(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"Graphviz's dot program was not found at {tmp_path / 'no' / 'dot'}; it is needed to "
         "write PNG. Install Graphviz (apt-get install graphviz, or brew install graphviz), or "
-        "write -o model.dot, which needs no Graphviz.")
+        "write `output=model.dot`, which needs no Graphviz.")  # the CLI shows -o model.dot
     assert not (tmp_path / "x.png").exists()
     assert drawing.save(tmp_path / "x.dot").data == b"digraph { a -> b }"
 
@@ -415,4 +415,6 @@ def test_probe_keeps_no_tensors_and_leaves_the_model_alone() -> None:
     assert [e.name for e in flow.events if e.kind == "op"] == ["relu", "relu", "view", "relu",
                                                                "relu"]
     assert all(torch.equal(before[k], v) for k, v in prepared.model.state_dict().items())
-    assert torch.overrides._get_current_function_mode() is None  # the mode was left
+    # torch leaves this private helper unannotated; it is the one that says which mode is on.
+    mode = torch.overrides._get_current_function_mode()  # type: ignore[no-untyped-call]
+    assert mode is None  # the mode was left

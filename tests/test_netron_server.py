@@ -23,9 +23,8 @@ from urllib.parse import quote
 import pytest
 
 from modelviz.features.onnx import netron as netron_server
-from tests.conftest import ROOT, Result
+from tests.helpers import ROOT, Cli
 
-Cli = Callable[..., Result]
 SECRET = b"the secret beside the model"
 HIDDEN = b"the file in a folder beside the model"
 

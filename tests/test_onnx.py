@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,7 @@ import torch
 from modelviz import api
 from modelviz.features.onnx.export import leaf_names, needs_external_data
 from tests.browser import dump_dom
-from tests.conftest import ROOT, Result
-
-Cli = Callable[..., Result]
+from tests.helpers import ROOT, Cli, run_cli
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -53,13 +50,9 @@ def _no_leftovers(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def resnet18(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    from typer.testing import CliRunner
-
-    from modelviz.cli import app
-
     path = tmp_path_factory.mktemp("onnx") / "resnet18.onnx"
-    result = CliRunner().invoke(app, ["export-onnx", "resnet18", "-o", str(path), "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_cli("export-onnx", "resnet18", "-o", str(path), "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
     return path, json.loads(result.stdout)
 
 
@@ -324,7 +317,7 @@ def test_netron_command_serves_the_file(tmp_path: Path) -> None:
                              "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()
         match = re.fullmatch(r"Netron is showing .*net\.onnx at (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line + (proc.stderr.read() if proc.poll() is not None else "")

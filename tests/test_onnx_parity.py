@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ from torch import nn
 from modelviz import api
 from modelviz.features.onnx.result import ExportResult
 from modelviz.features.onnx.verify import _compare, _uninformative
-from tests.conftest import Result
+from tests.helpers import Cli
 
-Cli = Callable[..., Result]
 HERE = "tests.test_onnx_parity"
 
 
@@ -267,7 +265,7 @@ def test_batch_size_frozen_in_the_file_fails(cli: Cli, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, _torch_at(model, x) * 1.5, rtol=1e-5, atol=1e-6)
     assert result.problems == [
         f"ONNX Runtime matches torch at the export's batch but differs by "
-        f"{bigger.max_abs_error:.3g} on output at batch 3, beyond --atol 0.0001 (did the "
+        f"{bigger.max_abs_error:.3g} on output at batch 3, beyond `atol` 0.0001 (did the "
         "exporter record the batch size as a constant?)"]
     data = result.to_dict()
     assert data["ok"] is False and data["batch_parity"][0]["ok"] is False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +14,8 @@ from torchsummary import summary as torchsummary
 
 from modelviz import api
 from modelviz.features.summary.classic import render_classic
+from tests.helpers import read_golden
 
-GOLDEN = Path(__file__).parent / "golden"
 MODELS = ["vgg16", "resnet18", "resnet50", "mobilenet_v2", "alexnet", "squeezenet1_0",
           "efficientnet_b0", "shufflenet_v2_x0_5"]
 
@@ -56,7 +55,7 @@ def test_seed_post_vgg16_reproduced() -> None:
     model = torchvision.models.vgg16()
     model.avgpool = nn.Sequential()  # an empty container: skipped, as torchsummary skips it
     text = render_classic(api.summary(model, "3x224x224"))
-    assert text == (GOLDEN / "seed_vgg16_torchsummary.txt").read_text()
+    assert text == read_golden("seed_vgg16_torchsummary.txt")
     assert "Total params: 138,357,544" in text
     assert "Forward/backward pass size (MB): 218.59" in text
     assert "Estimated Total Size (MB): 746.96" in text
@@ -64,7 +63,7 @@ def test_seed_post_vgg16_reproduced() -> None:
 
 def test_seed_post_small_convnet_reproduced() -> None:
     text = render_classic(api.summary("sample_models.seeds:SmallConvNet", "3x224x224"))
-    assert text == (GOLDEN / "seed_small_convnet_torchsummary.txt").read_text()
+    assert text == read_golden("seed_small_convnet_torchsummary.txt")
 
 
 def test_today_vgg16_matches_torchsummary_today() -> None:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,8 @@ import torch
 
 from modelviz import output
 from modelviz.errors import OutputError
-from tests.conftest import ROOT, Result
+from tests.helpers import ROOT, Cli, Result, RunModelviz
 
-Cli = Callable[..., Result]
 NET = "sample_models.seeds:Net"
 
 
@@ -85,7 +83,7 @@ def test_a_fifo_and_a_device_are_written_through(tmp_path: Path) -> None:
     assert device.is_char_device()
 
 
-def test_dev_stdout(run_modelviz: Callable[..., Result], tmp_path: Path) -> None:
+def test_dev_stdout(run_modelviz: RunModelviz, tmp_path: Path) -> None:
     """``-o /dev/stdout``: a link to the process's descriptor 1, here a pipe. The test uses a
     link of its own to the same place: a writer that regressed to replacing the link would
     otherwise replace the machine's /dev/stdout with a file (the old writer did, as root)."""
@@ -170,7 +168,8 @@ def test_staging_left_by_a_killed_process_is_cleaned(cli: Cli, tmp_path: Path) -
     assert not stale_dir.exists() and not stale_file.exists() and alive.exists()
 
 
-def test_tensorboard_staging_stays_out_of_the_runs_folder(cli: Cli, tmp_path: Path) -> None:
+def test_tensorboard_staging_stays_out_of_the_runs_folder(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = tmp_path / "runs"
     watched: list[list[str]] = []
     original = output.commit_files
@@ -184,12 +183,9 @@ def test_tensorboard_staging_stays_out_of_the_runs_folder(cli: Cli, tmp_path: Pa
 
     import modelviz.features.tensorboard.log as board
 
-    board.commit_files = watching  # type: ignore[assignment]
-    try:
-        assert cli("tensorboard", NET, "1x28x28", "--logdir", str(runs / "net"),
-                   "--no-graph").exit_code == 0
-    finally:
-        board.commit_files = original  # type: ignore[assignment]
+    monkeypatch.setattr(board, "commit_files", watching)
+    assert cli("tensorboard", NET, "1x28x28", "--logdir", str(runs / "net"),
+               "--no-graph").exit_code == 0
     assert watched == [[]]  # nothing in runs/ while the events were written
     assert [p.name for p in runs.iterdir()] == ["net"]
     assert all("tfevents" in p.name for p in (runs / "net").iterdir())

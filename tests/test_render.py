@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +15,7 @@ from modelviz.features.summary.markdown import render_markdown
 from modelviz.features.summary.options import ALL_COLUMNS, TableOptions
 from modelviz.features.summary.summary import SCHEMA, Summary
 from modelviz.features.summary.table import plain_text, render_table
+from tests.helpers import Golden
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,15 @@ def lstm() -> Summary:
     return api.summary("sample_models.lstm_lm:LSTMLanguageModel", "int64:35")
 
 
-def test_table_golden(net: Summary, golden: Callable[[str, str], None]) -> None:
+def test_table_golden(net: Summary, golden: Golden) -> None:
     golden("net_table.txt", plain_text(render_table(net, TableOptions(columns=ALL_COLUMNS))))
 
 
-def test_markdown_golden(net: Summary, golden: Callable[[str, str], None]) -> None:
+def test_markdown_golden(net: Summary, golden: Golden) -> None:
     golden("net_summary.md", render_markdown(net, TableOptions(columns=ALL_COLUMNS)))
 
 
-def test_classic_golden(net: Summary, golden: Callable[[str, str], None]) -> None:
+def test_classic_golden(net: Summary, golden: Golden) -> None:
     golden("net_classic.txt", render_classic(net))
 
 

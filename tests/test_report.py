@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.browser import dump_dom
-from tests.conftest import Result
+from tests.helpers import Cli, run_cli
 
-Cli = Callable[..., Result]
 NET = "sample_models.seeds:Net"
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -27,13 +25,9 @@ def _svg_nodes(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def net_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    from typer.testing import CliRunner
-
-    from modelviz.cli import app
-
     folder = tmp_path_factory.mktemp("report") / "net"
-    result = CliRunner().invoke(app, ["report", NET, "1x28x28", "-o", str(folder), "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_cli("report", NET, "1x28x28", "-o", str(folder), "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
     data: dict[str, object] = json.loads(result.stdout)
     return folder, data
 
@@ -134,9 +128,44 @@ def test_python_api(tmp_path: Path) -> None:
     report = modelviz.write_report(NET, "1x28x28", output_dir=tmp_path / "r", onnx=False,
                                    layers=["conv1"])
     assert list(report.parts) == ["summary", "graph", "activations", "onnx"]
-    assert report.parts["summary"].data["params"] == 44_426
+    assert report.summary.totals.params == 44_426 and report.graph.nodes == 14
     assert [f.name for f in report.parts["activations"].files] == ["conv1.png"]
-    assert not report.ok and report.parts["onnx"].error == "skipped (--no-onnx)."
+    # The typed results point into the final folder, not where the report was built aside.
+    assert report.activations.result is not None
+    images = [layer.image for layer in report.activations.result.layers]
+    assert images == [tmp_path / "r" / "activations" / "conv1.png"]
+    assert images[0] is not None and images[0].is_file()
+    assert not report.ok and report.onnx.error == "skipped (`onnx=False`)."  # Python terms
+    assert report.onnx.result is None and report.parts["onnx"] is report.onnx
+
+
+def test_parts_write_report_json_from_typed_results(tmp_path: Path) -> None:
+    from modelviz.features.onnx.result import ExportResult, Parity
+    from modelviz.features.report.parts import GraphPart, OnnxPart
+
+    staging, final = tmp_path / "staging", tmp_path / "final"
+    result = ExportResult(staging / "model.onnx", "dynamo", 18, [], [], {"Gemm": 1}, 1, 10,
+                          data_files=[staging / "model.onnx.data"], dynamic_batch=True,
+                          parity=[Parity("logits", 0.5, 0.1, False, 1),
+                                  Parity("aux", 2e-5, 1e-5, True, 1)],
+                          batch_parity=[Parity("logits", 0.9, 0.2, False, 2)])
+    part = OnnxPart()
+    part.record(result)
+    assert part.status == "check failed"  # the worst at the export's batch is named
+    assert part.problem == ("ONNX Runtime and torch disagree: logits differs by 0.5 "
+                            "(`atol` 0.0001).")
+    part.relocate(staging, final)
+    assert result.path == final / "model.onnx"
+    written = part.to_dict(final)
+    assert written["files"] == ["model.onnx", "model.onnx.data"]
+    assert written["path"] == "model.onnx" and written["data_files"] == ["model.onnx.data"]
+    assert written["status"] == "check failed" and written["ok"] is False
+    assert list(written)[:6] == ["status", "error", "problem", "files", "path", "data_files"]
+
+    assert GraphPart(nodes=3, warnings=["w"]).to_dict(final) == {
+        "status": "ok", "error": None, "problem": None, "files": [], "nodes": 3, "warnings": ["w"]}
+    assert "nodes" not in GraphPart(error="no dot").to_dict(final)
+    assert "warnings" not in GraphPart(nodes=3).to_dict(final)
 
 
 def test_static_onnx(cli: Cli, tmp_path: Path) -> None:

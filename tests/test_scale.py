@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 MEASURE = """
 import json, sys, time
@@ -26,7 +27,7 @@ print(json.dumps({"code": code, "seconds": seconds, "peak": peak}), file=sys.std
 """
 
 
-def _measure(*args: str) -> tuple[dict[str, object], dict[str, float]]:
+def _measure(*args: str) -> tuple[dict[str, Any], dict[str, float]]:
     proc = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=300, check=False)
     stats = json.loads(proc.stderr.strip().splitlines()[-1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from modelviz import api
 from modelviz.features.activations.select import representative_modules
 from sample_models.seeds import Net
-from tests.conftest import Result
+from tests.helpers import Cli
 
-Cli = Callable[..., Result]
 NET = "sample_models.seeds:Net"
 
 

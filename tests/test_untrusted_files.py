@@ -8,7 +8,6 @@ after running the payload would pass a message test and fail these.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,7 @@ from modelviz.core import untrusted
 from modelviz.core.loading import load_model
 from modelviz.errors import ModelFileError, UnsafePickleError
 from tests import hostile
-from tests.conftest import Result
-
-Cli = Callable[..., Result]
+from tests.helpers import Cli, Result
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +59,9 @@ def test_the_exported_program_traps_are_real(kind: str, tmp_path: Path) -> None:
     modelviz under --trust-pickle: the refusals above are the loader's doing."""
     for trusted in (False, True):
         marker = tmp_path / f"MARKER{trusted}"
-        path = hostile.exported_traps(tmp_path / f"{trusted}", marker)[kind] \
-            if (tmp_path / f"{trusted}").mkdir() is None else None
-        assert path is not None
+        folder = tmp_path / f"{trusted}"
+        folder.mkdir()
+        path = hostile.exported_traps(folder, marker)[kind]
         try:  # whatever torch makes of the payload's result, the payload has run by then
             if trusted:
                 load_model(str(path), trust_pickle=True).module(torch.randn(3, 4))
@@ -98,7 +95,7 @@ def test_names_torch_would_write_into_source_are_refused(tmp_path: Path, name: s
             if holder["fqn"] == "block":
                 holder["fqn"] = name
     path = hostile.edit_json(plain, tmp_path / "named.pt2", "models/model.json", rename)
-    with pytest.raises(UnsafePickleError, match="--trust-pickle"):
+    with pytest.raises(UnsafePickleError, match="`trust_pickle`"):
         load_model(str(path))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
@@ -65,11 +66,11 @@ def test_mismatch_is_listed(tmp_path: Path) -> None:
     with pytest.raises(WeightsMismatchError) as info:
         load_model("sample_models.seeds:Net", weights=path)
     message = str(info.value)
-    assert message.startswith(f"--weights {path} does not fit the model: 6 key(s) missing from "
+    assert message.startswith(f"`weights={path}` does not fit the model: 6 key(s) missing from "
                               "the file: conv1.weight, conv1.bias, conv2.weight, … (6 in all); "
                               "21 key(s) unexpected in the file: layer1.0.weight, ")
     assert "fc1.weight: file [1000, 576] vs model [120, 256]" in message
-    assert "--no-strict" in message
+    assert "`strict=False`" in message
 
 
 def test_shape_mismatch_and_no_strict(tmp_path: Path, trained: Net) -> None:
@@ -84,7 +85,7 @@ def test_shape_mismatch_and_no_strict(tmp_path: Path, trained: Net) -> None:
     loaded = load_model("sample_models.seeds:Net", weights=path, strict=False)
     assert loaded.weights is not None
     assert loaded.weights.loaded == 8 and len(loaded.weights.mismatched) == 2
-    assert torch.equal(loaded.module.conv1.weight, trained.conv1.weight)
+    assert torch.equal(cast(Net, loaded.module).conv1.weight, trained.conv1.weight)
 
 
 def test_meta_checks_without_copying(tmp_path: Path, trained: Net) -> None:
@@ -92,7 +93,7 @@ def test_meta_checks_without_copying(tmp_path: Path, trained: Net) -> None:
     torch.save(trained.state_dict(), path)
     loaded = load_model("sample_models.seeds:Net", weights=path, device="meta")
     assert loaded.weights is not None and loaded.weights.checked_only
-    assert loaded.module.conv1.weight.is_meta
+    assert cast(Net, loaded.module).conv1.weight.is_meta
 
 
 def test_not_a_state_dict(tmp_path: Path) -> None:
@@ -110,10 +111,10 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
 def test_pickled_objects_refused_as_weights(tmp_path: Path) -> None:
     path = tmp_path / "whole.pt"
     torch.save(Net(), path)
-    with pytest.raises(ModelFileError, match="weights_only=True.*--trust-pickle"):
+    with pytest.raises(ModelFileError, match="weights_only=True.*`trust_pickle`"):
         load_weights(Net(), path)
 
 
 def test_missing_weights_file() -> None:
-    with pytest.raises(ModelFileError, match="--weights nothing.pt: no such file"):
+    with pytest.raises(ModelFileError, match="`weights=nothing.pt`: no such file"):
         load_weights(Net(), "nothing.pt")

@@ -16,6 +16,22 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
+#: How the CLI spells what library messages name by parameter (``errors.cli_terms``); the flags
+#: themselves are declared in _options.py. tests/test_startup.py checks every name is here.
+FLAGS = {
+    "model": "MODEL", "sizes": "SIZES", "device": "--device", "dtype": "--dtype",
+    "batch_size": "--batch-size", "kwargs": "--kwarg", "weights": "--weights",
+    "strict=False": "--no-strict", "trust_pickle": "--trust-pickle",
+    "trust_pickle=True": "--trust-pickle", "input_file": "--input-file", "seed": "--seed",
+    "train": "--train", "train=True": "--train", "debug": "--debug",
+    "layers": "--layer", "types": "--type", "max_channels": "--max-channels",
+    "image": "--image", "resize": "--resize", "mean": "--mean", "std": "--std",
+    "depth": "--depth", "expand": "--expand", "view": "--view", "format": "--format",
+    "output": "-o", "exporter": "--exporter", "opset": "--opset", "atol": "--atol",
+    "onnx=False": "--no-onnx", "logdir": "--logdir", "host": "--host", "port": "--port",
+}
+
+
 def console(**options: Any) -> Console:
     """A Console that shows every string as it is: no Rich markup, no emoji codes and no
     highlighting, so a module named ``[/]`` or a folder named ``[exp1]`` can neither crash
@@ -42,17 +58,24 @@ def print_out(renderable: RenderableType) -> None:
     out.print(renderable)
 
 
+def flags(message: str) -> str:
+    """A library message in the CLI's words: its parameter tokens shown as flags."""
+    from modelviz.errors import cli_terms
+
+    return cli_terms(message, FLAGS)
+
+
 def _line(label: str, style: str, message: str, fix: str | None = None) -> Text:
-    """``label: message fix`` with control characters in the message shown as escapes."""
+    """``label: message fix`` in the CLI's words, with control characters shown as escapes."""
     from rich.text import Text
 
     from modelviz.escape import printable
 
     text = Text()
     text.append(label, style=style)
-    text.append(" " + printable(message))
+    text.append(" " + printable(flags(message)))
     if fix:
-        text.append(" " + printable(fix), style="yellow")
+        text.append(" " + printable(flags(fix)), style="yellow")
     return text
 
 

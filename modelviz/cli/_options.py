@@ -1,16 +1,16 @@
-"""The parameters every model command shares, declared once.
+"""The parameters every model command shares, declared once as ``Annotated`` aliases.
 
-``@model_command`` adds MODEL, SIZES and the model options (device, dtype, weights...) to a
-command's signature and hands them to the command as one ``ModelOptions``, so that each command
-file declares only what is its own.
+Each command writes them into its own signature (``model: ModelArg``, ``device: DeviceOpt =
+"auto"``...), the usual Typer idiom, so that its signature is what Typer and a reader see; the
+first line of the command gathers them into one ``ModelOptions``, whose strings are parsed there
+and then, before torch is imported: a bad SIZES fails in milliseconds, not after torch's import.
 """
 
-import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -60,27 +60,9 @@ TrainOpt = Annotated[bool, typer.Option(
     "--train", rich_help_panel=PANEL,
     help="Run in training mode (BatchNorm batch statistics, Dropout on).")]
 
-_EMPTY = inspect.Parameter.empty
-#: (name, annotation, default) of the shared parameters, positional ones first.
-SHARED: list[tuple[str, Any, Any]] = [
-    ("model", ModelArg, _EMPTY),
-    ("sizes", SizesArg, None),
-    ("device", DeviceOpt, "auto"),
-    ("dtype", DtypeOpt, None),
-    ("batch_size", BatchOpt, 1),
-    ("kwarg", KwargOpt, None),
-    ("weights", WeightsOpt, None),
-    ("strict", StrictOpt, True),
-    ("trust_pickle", TrustPickleOpt, False),
-    ("input_file", InputFileOpt, None),
-    ("seed", SeedOpt, 0),
-    ("train", TrainOpt, False),
-]
-
-
 @dataclass
 class ModelOptions:
-    """MODEL, SIZES and how to build and run them, as the user gave them."""
+    """MODEL, SIZES and how to build and run them, as the user gave them, and parsed."""
 
     model: str
     sizes: list[str] | None = None
@@ -94,26 +76,49 @@ class ModelOptions:
     input_file: Path | None = None
     seed: int = 0
     train: bool = False
+    specs: list[InputSpec] = field(init=False, repr=False)
+    kwargs: dict[str, object] = field(init=False, repr=False)
 
-    def api_args(self) -> tuple[str, list["InputSpec"], dict[str, Any]]:
-        """MODEL, parsed SIZES and ``api.prepare``'s keyword arguments; a bad string is named."""
-        from modelviz.core.specs import parse_kwargs, parse_sizes
+    def __post_init__(self) -> None:
+        # Every string parsed by the torch-free parsers, before a command imports anything heavy.
+        from modelviz.core.specs import (
+            MODEL_DTYPES,
+            check_seed,
+            parse_device,
+            parse_dtype,
+            parse_kwargs,
+            parse_sizes,
+        )
 
-        return self.model.strip(), parse_sizes(self.sizes), {
-            "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
-            "kwargs": parse_kwargs(self.kwarg), "weights": self.weights, "strict": self.strict,
-            "trust_pickle": self.trust_pickle, "input_file": self.input_file,
-            "seed": self.seed}
+        self.model = self.model.strip()
+        self.specs = parse_sizes(self.sizes)
+        self.kwargs = parse_kwargs(self.kwarg)
+        parse_device(self.device)
+        if self.dtype is not None:
+            parse_dtype(self.dtype, allowed=MODEL_DTYPES)
+        check_seed(self.seed)
 
-    def prepare(self) -> "Prepared":
+    @classmethod
+    def from_locals(cls, values: dict[str, Any], **changes: Any) -> ModelOptions:
+        """The shared options out of a command's ``locals()``, which holds them by name."""
+        names = [f.name for f in fields(cls) if f.init]
+        return cls(**{name: values.get(name, "") if name == "model" else values[name]
+                      for name in names if name in values or name == "model"} | changes)
+
+    def prepare_options(self) -> dict[str, Any]:
+        """``core.session.prepare``'s keyword arguments, from the parsed options."""
+        return {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+                "kwargs": self.kwargs, "weights": self.weights, "strict": self.strict,
+                "trust_pickle": self.trust_pickle, "input_file": self.input_file,
+                "seed": self.seed}
+
+    def prepare(self) -> Prepared:
         """Load the model and its inputs."""
         from modelviz.core.session import prepare
 
-        model, sizes, options = self.api_args()
-        return prepare(model, *sizes, **options)
+        return prepare(self.model, *self.specs, **self.prepare_options())
 
-
-    def load(self, *, quiet: bool = False) -> "Prepared":
+    def load(self, *, quiet: bool = False) -> Prepared:
         """``prepare`` under a spinner, then what the loader has to say, on stderr."""
         from modelviz.cli._console import spinner
 
@@ -123,7 +128,7 @@ class ModelOptions:
         return prepared
 
 
-def tell_loaded(prepared: "Prepared") -> None:
+def tell_loaded(prepared: Prepared) -> None:
     """The loader's notes (family default sizes, --no-strict key problems) for the user."""
     from modelviz.cli._console import note
 
@@ -132,39 +137,3 @@ def tell_loaded(prepared: "Prepared") -> None:
     report = prepared.loaded.weights
     if report is not None and not report.clean:
         note(f"--no-strict: loaded {report.loaded} tensors; {report.problems()}")
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-_POSITIONAL = ("model", "sizes")
-
-
-def _with_shared(fn: F, *, positional: bool) -> F:
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                default=default) for name, annotation, default in SHARED]
-    arguments = [p for p in shared if p.name in _POSITIONAL]
-    options = [p for p in shared if p.name not in _POSITIONAL]
-    taken = [name for name, _, _ in SHARED if positional or name not in _POSITIONAL]
-
-    @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in taken}
-        return fn(opts=ModelOptions(**{"model": "", **values}), **kwargs)
-
-    parameters = (arguments if positional else []) + own + options
-    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    del wrapper.__wrapped__  # Typer must read the signature above, not fn's
-    return wrapper  # type: ignore[return-value]
-
-
-def model_command(fn: F) -> F:
-    """Add MODEL, SIZES and the model options to ``fn``'s CLI signature; ``fn`` gets ``opts``."""
-    return _with_shared(fn, positional=True)
-
-
-def model_options(fn: F) -> F:
-    """Add only the model options; ``fn`` declares its own arguments (``diff A B SIZES``) and
-    gets ``opts`` with an empty ``model``, to fill in with ``dataclasses.replace``."""
-    return _with_shared(fn, positional=False)

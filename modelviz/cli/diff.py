@@ -10,8 +10,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelviz.cli._console import emit, note, print_out, spinner
-from modelviz.cli._options import ModelOptions, model_options
-from modelviz.errors import CheckFailed, OutputError
+from modelviz.cli._options import (
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    InputFileOpt,
+    KwargOpt,
+    ModelOptions,
+    SeedOpt,
+    StrictOpt,
+    TrainOpt,
+    TrustPickleOpt,
+    WeightsOpt,
+)
+from modelviz.errors import CheckFailed
 
 if TYPE_CHECKING:
     from modelviz.features.diff.compare import ModelDiff
@@ -53,9 +65,7 @@ def _render(diff: ModelDiff, fmt: DiffFormat) -> str | None:
     return None
 
 
-@model_options
 def diff(
-    opts: ModelOptions,
     a: Annotated[str, typer.Argument(
         help="Before: a summary.json written by modelviz, or any MODEL spec.",
         show_default=False)],
@@ -74,17 +84,27 @@ def diff(
         "--fail-on-increase", metavar="PCT", min=0,
         help="Exit with status 1 if params, FLOPs or estimated memory grow by more than PCT %.")
     ] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 1,
+    kwarg: KwargOpt = None,
+    weights: WeightsOpt = None,
+    strict: StrictOpt = True,
+    trust_pickle: TrustPickleOpt = False,
+    input_file: InputFileOpt = None,
+    seed: SeedOpt = 0,
+    train: TrainOpt = False,
 ) -> None:
     """Compare two models or two summary.json files: totals, and layers added, removed or changed.
 
     Example: modelviz diff main/summary.json sample_models.seeds:Net 1x28x28
     """
+    opts = ModelOptions.from_locals(locals())
     from modelviz.features.diff.compare import compare
+    from modelviz.output import format_from_suffix
 
-    chosen = fmt or (EXTENSIONS.get(output.suffix.lower()) if output else DiffFormat.table)
-    if chosen is None:
-        raise OutputError(f"cannot tell the format of {output} from its extension.",
-                          "Use .txt, .md or .json, or pass --format.")
+    chosen = fmt or format_from_suffix(output, EXTENSIONS, DiffFormat.table,
+                                       listed=".txt, .md or .json")
     quiet = chosen is DiffFormat.json and output is None
     if sizes and a.endswith(".json") and b.endswith(".json"):
         note("SIZES are ignored: both sides are summary files")

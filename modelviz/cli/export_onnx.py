@@ -9,14 +9,28 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import note, print_out, spinner
-from modelviz.cli._options import ModelOptions, model_command
+from modelviz.cli._options import (
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    InputFileOpt,
+    KwargOpt,
+    ModelArg,
+    ModelOptions,
+    SeedOpt,
+    SizesArg,
+    StrictOpt,
+    TrainOpt,
+    TrustPickleOpt,
+    WeightsOpt,
+)
 from modelviz.cli.netron import HostOpt, PortOpt, serve_until_stopped
 from modelviz.errors import CheckFailed
 
 
-@model_command
 def export_onnx(
-    opts: ModelOptions,
+    model: ModelArg,
+    sizes: SizesArg = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE.onnx", show_default=False,
         help="Where to write; default: MODEL's name + .onnx here.")] = None,
@@ -43,20 +57,34 @@ def export_onnx(
         "--open", help="Then serve the file to Netron and open it in the browser.")] = False,
     port: PortOpt = 8080,
     host: HostOpt = "127.0.0.1",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 1,
+    kwarg: KwargOpt = None,
+    weights: WeightsOpt = None,
+    strict: StrictOpt = True,
+    trust_pickle: TrustPickleOpt = False,
+    input_file: InputFileOpt = None,
+    seed: SeedOpt = 0,
+    train: TrainOpt = False,
 ) -> None:
     """Export to ONNX, run onnx.checker, and compare ONNX Runtime's output with torch's.
 
     Example: modelviz export-onnx resnet18 -o resnet18.onnx --open
     """
+    opts = ModelOptions.from_locals(locals())
+    from modelviz.core.specs import check_tolerance
+    from modelviz.features.onnx.result import check_output
+
+    if output is not None:
+        check_output(output)
+    check_tolerance(atol)
+
     import json
 
-    from modelviz.core.specs import check_tolerance
     from modelviz.features.onnx import export as onnx_export
     from modelviz.features.onnx.view import render_export
 
-    if output is not None:
-        onnx_export.check_output(output)
-    check_tolerance(atol)
     prepared = opts.load(quiet=as_json)
     target = output or Path(_file_name(prepared.loaded.name) + ".onnx")
 
@@ -74,7 +102,7 @@ def export_onnx(
     else:
         print_out(render_export(result))
     if not result.ok:
-        worst = max(result.parity or [], key=lambda p: p.max_abs_error, default=None)
+        worst = result.worst
         problem = "; ".join(result.problems) or (
             f"ONNX Runtime differs from torch by {worst.max_abs_error:.3g} on {worst.output}, "
             f"beyond --atol {result.atol:g}" if worst else "verification failed")
@@ -90,11 +118,11 @@ def _file_name(model_name: str) -> str:
     "runs/best.pt" -> "best", "resnet18" -> "resnet18"."""
     import re
 
+    from modelviz.core.specs import MODEL_FILE_SUFFIXES
+
     last = re.split(r"[:/\\]", model_name.strip())[-1]
     stem, dot, suffix = last.rpartition(".")
     if dot:
-        last = stem if suffix.lower() in SAVED_SUFFIXES else suffix
+        last = stem if f".{suffix.lower()}" in MODEL_FILE_SUFFIXES else suffix
     return re.sub(r"[^\w.-]+", "_", last).strip("._") or "model"
 
-
-SAVED_SUFFIXES = ("py", "pt", "pth", "pt2", "ts", "jit", "bin", "safetensors")

@@ -10,7 +10,21 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import note, spinner
-from modelviz.cli._options import ModelOptions, model_command
+from modelviz.cli._options import (
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    InputFileOpt,
+    KwargOpt,
+    ModelArg,
+    ModelOptions,
+    SeedOpt,
+    SizesArg,
+    StrictOpt,
+    TrainOpt,
+    TrustPickleOpt,
+    WeightsOpt,
+)
 from modelviz.errors import OutputError, SpecError
 
 
@@ -47,9 +61,9 @@ def _check_view_options(view: GraphView, depth: int | None, expand: list[str], f
                             f"Drop {given[0]}, or draw --view autograd.")
 
 
-@model_command
 def graph(
-    opts: ModelOptions,
+    model: ModelArg,
+    sizes: SizesArg = None,
     view: Annotated[GraphView, typer.Option(
         "--view", help="modules: data flow between modules, with shapes; autograd: the "
         "backward graph (torchviz).")] = GraphView.modules,
@@ -77,12 +91,22 @@ def graph(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to FILE (.png, .svg, .pdf, .dot, .gv); without it the "
         "graph goes to stdout.")] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 1,
+    kwarg: KwargOpt = None,
+    weights: WeightsOpt = None,
+    strict: StrictOpt = True,
+    trust_pickle: TrustPickleOpt = False,
+    input_file: InputFileOpt = None,
+    seed: SeedOpt = 0,
+    train: TrainOpt = False,
 ) -> None:
     """Draw the model as a graph: modules with shapes and residual merges, or autograd's.
 
     Example: modelviz graph resnet18 -o resnet18.svg
     """
-    from modelviz.features.graph.draw import draw
+    opts = ModelOptions.from_locals(locals())
     from modelviz.features.graph.drawing import find_dot, format_for
     from modelviz.output import write_bytes
 
@@ -95,11 +119,13 @@ def graph(
         raise OutputError(f"{chosen.upper()} is binary and stdout is a terminal.",
                           f"Give -o model.{chosen}, or redirect stdout to a file.")
 
+    from modelviz.features.graph.draw import draw
+
     prepared = opts.load()
     with spinner("Running the forward pass"):
         drawing = draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
-                           fold=fold, rankdir=rankdir.value, show_saved=show_saved,
-                           show_attrs=show_attrs, train=opts.train)
+                       fold=fold, rankdir=rankdir.value, show_saved=show_saved,
+                       show_attrs=show_attrs, train=opts.train)
     with spinner("Laying out the graph with Graphviz"):
         rendered = drawing.render(chosen)
     if output is None:

@@ -9,8 +9,22 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import emit, print_out, spinner
-from modelviz.cli._options import ModelOptions, model_command
-from modelviz.errors import CheckFailed, OutputError, SpecError
+from modelviz.cli._options import (
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    InputFileOpt,
+    KwargOpt,
+    ModelArg,
+    ModelOptions,
+    SeedOpt,
+    SizesArg,
+    StrictOpt,
+    TrainOpt,
+    TrustPickleOpt,
+    WeightsOpt,
+)
+from modelviz.errors import CheckFailed, SpecError
 from modelviz.features.summary.options import ALL_COLUMNS, SummaryColumns, TableOptions
 
 
@@ -40,15 +54,10 @@ def parse_columns(values: list[str] | None) -> tuple[SummaryColumns, ...]:
 
 
 def choose_format(fmt: SummaryFormat | None, output: Path | None) -> SummaryFormat:
-    if fmt is not None:
-        return fmt
-    if output is None:
-        return SummaryFormat.table
-    chosen = EXTENSIONS.get(output.suffix.lower())
-    if chosen is None:
-        raise OutputError(f"cannot tell the format of {output} from its extension.",
-                          "Use .txt, .md, .json or .csv, or pass --format.")
-    return chosen
+    from modelviz.output import format_from_suffix
+
+    return fmt or format_from_suffix(output, EXTENSIONS, SummaryFormat.table,
+                                     listed=".txt, .md, .json or .csv")
 
 
 def _over(what: str, value: int, budget: int) -> str:
@@ -58,9 +67,9 @@ def _over(what: str, value: int, budget: int) -> str:
             f"by {human(value - budget)} ({value / budget:.2f}x)")
 
 
-@model_command
 def summary(
-    opts: ModelOptions,
+    model: ModelArg,
+    sizes: SizesArg = None,
     depth: Annotated[int, typer.Option(
         "--depth", "-d", min=1, help="Show modules down to this depth.")] = 3,
     columns: Annotated[list[str] | None, typer.Option(
@@ -81,20 +90,32 @@ def summary(
     max_flops: Annotated[str | None, typer.Option(
         "--max-flops", metavar="COUNT", help="Exit with status 1 above this many FLOPs (5G).")
     ] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 1,
+    kwarg: KwargOpt = None,
+    weights: WeightsOpt = None,
+    strict: StrictOpt = True,
+    trust_pickle: TrustPickleOpt = False,
+    input_file: InputFileOpt = None,
+    seed: SeedOpt = 0,
+    train: TrainOpt = False,
 ) -> None:
     """Layer table: output shapes, parameters, FLOPs and memory, like torchsummary and torchinfo.
 
     Example: modelviz summary vgg16 3x224x224
     """
-    from modelviz.core.session import run
+    opts = ModelOptions.from_locals(locals())
     from modelviz.core.specs import parse_budget
-    from modelviz.features.summary.summary import summarize
 
     chosen = choose_format(fmt, output)
     extra = parse_columns(columns)
     params_budget = parse_budget(max_params, what="--max-params") if max_params else None
     flops_budget = parse_budget(max_flops, what="--max-flops") if max_flops else None
     quiet = chosen in (SummaryFormat.json, SummaryFormat.csv) and output is None
+
+    from modelviz.core.session import run
+    from modelviz.features.summary.summary import summarize
 
     prepared = opts.load(quiet=quiet)
     with spinner("Running the forward pass", quiet=quiet):

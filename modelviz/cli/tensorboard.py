@@ -8,15 +8,29 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import note, print_out, spinner
-from modelviz.cli._options import ModelOptions, model_command
+from modelviz.cli._options import (
+    BatchOpt,
+    DeviceOpt,
+    DtypeOpt,
+    InputFileOpt,
+    KwargOpt,
+    ModelArg,
+    ModelOptions,
+    SeedOpt,
+    SizesArg,
+    StrictOpt,
+    TrainOpt,
+    TrustPickleOpt,
+    WeightsOpt,
+)
 
 
-@model_command
 def tensorboard(
-    opts: ModelOptions,
+    model: ModelArg,
     logdir: Annotated[Path, typer.Option(
         "--logdir", metavar="DIR", help="The run's folder, e.g. runs/resnet18; TensorBoard "
         "reads its parent (tensorboard --logdir runs).")],
+    sizes: SizesArg = None,
     layer: Annotated[list[str] | None, typer.Option(
         "--layer", "-l", metavar="NAME",
         help="Log this module's activation image: a name or a glob; repeatable. Default: a "
@@ -32,17 +46,26 @@ def tensorboard(
         "--max-channels", min=1, help="Most channel maps per activation image.")] = 16,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print what was written as JSON.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = None,
+    batch_size: BatchOpt = 1,
+    kwarg: KwargOpt = None,
+    weights: WeightsOpt = None,
+    strict: StrictOpt = True,
+    trust_pickle: TrustPickleOpt = False,
+    input_file: InputFileOpt = None,
+    seed: SeedOpt = 0,
+    train: TrainOpt = False,
 ) -> None:
     """Write a TensorBoard log: graph, parameter histograms, activation images, summary text.
 
     Example: modelviz tensorboard resnet18 --logdir runs/resnet18 && tensorboard --logdir runs
     """
+    opts = ModelOptions.from_locals(locals())
     import json
 
-    from rich.table import Table
-
-    from modelviz.escape import printable
     from modelviz.features.tensorboard.log import write_run
+    from modelviz.features.tensorboard.view import render_log
 
     prepared = opts.load(quiet=as_json)
     with spinner(f"Logging {opts.model} to {logdir}", quiet=as_json):
@@ -54,18 +77,5 @@ def tensorboard(
     if as_json:
         typer.echo(json.dumps(written.to_dict(), indent=2))
         return
-    table = Table(title=printable(f"TensorBoard log in {logdir}"), title_justify="left",
-                  header_style="bold")
-    table.add_column("Tab")
-    table.add_column("What")
-    if graph:
-        table.add_row("Graphs", f"{written.graph_nodes:,} nodes" if written.graph_nodes
-                      else "not written (see the note above)")
-    if histograms:
-        table.add_row("Histograms", f"{len(written.histograms)} parameter tensors")
-    table.add_row("Images", printable(", ".join(f"activations/{name}" for name in written.images))
-                  or "–")
-    table.add_row("Scalars", ", ".join(written.scalars))
-    table.add_row("Text", "summary (the layer table as Markdown)")
-    print_out(table)
+    print_out(render_log(written, logdir, graph=graph, histograms=histograms))
     note(f"view it: tensorboard --logdir {logdir.parent if str(logdir.parent) != '.' else logdir}")

@@ -26,7 +26,8 @@ except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
 from modelviz.core.flops import FlopCounter, ShapeFormula, shape_formula
-from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name, iter_metas
+from modelviz.core.formatting import flat_shapes_text
+from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
 from modelviz.errors import ForwardError, one_line
 
 __all__ = ["Probe", "as_run", "model_device", "model_dtype", "run", "scan"]
@@ -149,8 +150,8 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 
 def _shapes_text(call: CallRecord) -> str:
-    shapes = [list(m.shape) for m in iter_metas(call.inputs)]
-    return ", ".join(str(s) for s in shapes) if shapes else "no tensors"
+    """The shapes a failed call was given, for its error message."""
+    return flat_shapes_text(call.inputs) or "no tensors"
 
 
 class _Pass:
@@ -261,8 +262,8 @@ class _Pass:
             before = "; it was the first module to run"
         return ForwardError(
             f"forward pass failed {where}: {reason}{before}.",
-            "Check SIZES (given without the batch dimension) and their dtypes; "
-            "--debug shows the traceback.",
+            "Check `sizes` (given without the batch dimension) and their dtypes; "
+            "`debug` shows the traceback.",
         )
 
 

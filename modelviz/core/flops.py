@@ -47,6 +47,12 @@ _TRANSPOSED_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED_TYPES)
 
 
+def macs(flops: int) -> int:
+    """Multiply-accumulates from FLOPs: the formulas count 2 FLOPs per multiply-add, so every
+    MACs figure (totals, layers, JSON) is this one halving, rounded down."""
+    return flops // 2
+
+
 def _first_tensor(args: tuple[Any, ...]) -> torch.Tensor | None:
     return args[0] if args and isinstance(args[0], torch.Tensor) else None
 

@@ -1,25 +1,67 @@
-"""Formatting of shapes and numbers, shared by every renderer."""
+"""Formatting of shapes, numbers and bytes: the one place each is spelled, for every renderer.
+
+Free of torch at module level (the record types are imported where they are needed), so that
+torch-free code (the CLI, ``diff`` of two summary files) can use it too.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from modelviz.core.records import TensorMeta, Tree
+if TYPE_CHECKING:
+    from modelviz.core.records import Tree
 
 
-def shape_text(tree: Tree | list[Tree], *, batch: str | None = None) -> str:
-    """``[1, 64, 112, 112]``; containers keep their structure; ``batch`` replaces dimension 0."""
-    if isinstance(tree, TensorMeta):
-        dims = [str(d) for d in tree.shape]
-        if batch is not None and dims:
-            dims[0] = batch
-        return "[" + ", ".join(dims) + "]"
-    if isinstance(tree, (tuple, list)):
-        parts = [shape_text(t, batch=batch) for t in tree]
-        return "[" + ", ".join(parts) + "]"
-    if isinstance(tree, dict):
-        return "{" + ", ".join(f"{k}: {shape_text(v, batch=batch)}" for k, v in tree.items()) + "}"
-    return "–"
+def dims_text(dims: Iterable[int | str]) -> str:
+    """One shape: ``[1, 64, 112, 112]``; a str dimension (ONNX's symbolic ``batch``) as is.
+    Every shape modelviz prints goes through here, so they all read the same."""
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def shape_text(tree: Tree | list[Tree], *, batch: str | None = None,
+               classic: bool = False) -> str:
+    """``[1, 64, 112, 112]``; containers keep their structure; ``batch`` replaces dimension 0.
+
+    ``classic`` is torchsummary's spelling, kept for people who diff against its logs:
+    ``[-1, 64, 112, 112]`` (-1 for the batch, even of a scalar), dict keys in quotes, and
+    ``None`` for a value that is not a tensor.
+    """
+    from modelviz.core.records import TensorMeta
+
+    quote = "'" if classic else ""
+
+    def text(node: Tree | list[Tree]) -> str:
+        if isinstance(node, TensorMeta):
+            if classic:
+                return dims_text((-1, *node.shape[1:]))
+            dims: list[int | str] = list(node.shape)
+            if batch is not None and dims:
+                dims[0] = batch
+            return dims_text(dims)
+        if isinstance(node, (tuple, list)):
+            return "[" + ", ".join(text(t) for t in node) + "]"
+        if isinstance(node, dict):
+            return "{" + ", ".join(f"{quote}{k}{quote}: {text(v)}" for k, v in node.items()) + "}"
+        return "None" if classic else "–"
+
+    return text(tree)
+
+
+def flat_shapes_text(tree: Tree | list[Tree]) -> str:
+    """Every tensor's shape inside ``tree``, flattened: ``[1, 3, 8, 8], [1, 10]``; empty if
+    there is none. Error messages use it: the nesting matters less there than the shapes."""
+    from modelviz.core.records import iter_metas
+
+    return ", ".join(dims_text(meta.shape) for meta in iter_metas(tree))
+
+
+def shape_json_text(value: Any) -> str:
+    """A shape as a summary.json holds it (``records.shapes_json``), shown as that JSON:
+    ``[1, 10]``, ``[[1, 10], [1, 5]]``, ``{"logits": [1, 10]}``, ``null``. Shapes read back
+    from a file are shown as the file has them, so both sides of a diff read alike."""
+    return json.dumps(value, separators=(", ", ": "))
 
 
 def inputs_text(inputs: list[Tree]) -> str:
@@ -34,7 +76,7 @@ def inputs_label(items: list[dict[str, Any]]) -> str:
     or, when there are several, ``inputs image float32[1, 3], extra float32[1, 10]``."""
     named = len(items) > 1  # then say which is which
     text = ", ".join((f"{i['name']} " if named else "")
-                     + f"{i['dtype']}[{', '.join(map(str, i['shape']))}]" for i in items)
+                     + f"{i['dtype']}{dims_text(i['shape'])}" for i in items)
     return f"input{'s' if named else ''} {text}"
 
 
@@ -47,6 +89,7 @@ def human(value: float, unit: str = "") -> str:
 
 
 def human_bytes(value: float) -> str:
+    """1536 -> '1.50 KB': binary multiples, as memory is counted."""
     for threshold, suffix in ((1024**3, "GB"), (1024**2, "MB"), (1024, "KB")):
         if value >= threshold:
             return f"{value / threshold:.2f} {suffix}"
@@ -54,11 +97,19 @@ def human_bytes(value: float) -> str:
 
 
 def count(value: int) -> str:
+    """1234567 -> '1,234,567': exact counts, grouped to be read at a glance."""
     return f"{value:,}"
 
 
 def mb(value: float) -> str:
+    """Megabytes with two decimals, as torchsummary prints them."""
     return f"{value:0.2f}"
+
+
+def stat_text(value: float | None) -> str:
+    """An activation statistic (mean, std, min, max) in four significant digits; '–' where
+    there is none, so the terminal table and the pictures' titles agree."""
+    return "–" if value is None else f"{value:.4g}"
 
 
 def totals_lines(totals: Any) -> list[tuple[str, str]]:

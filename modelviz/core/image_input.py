@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelviz.core.specs import parse_floats, parse_resize
 from modelviz.core.untrusted import not_a_file
 from modelviz.errors import ModelFileError, SpecError, one_line
 from modelviz.output import mark_input
@@ -25,7 +26,6 @@ __all__ = ["ImageInput", "input_channels", "open_image", "parse_floats", "parse_
            "preprocess"]
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$", re.IGNORECASE)
 
 
 @dataclass
@@ -40,34 +40,6 @@ class ImageInput:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.tensor.shape)
-
-
-def parse_resize(text: str | None) -> int | tuple[int, int] | None:
-    """``224`` (shorter side, then a centre square) or ``224x160`` (height x width)."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in re.split(r"[xX×,]", text.strip())]
-    if len(parts) in (1, 2) and all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
-        values = [int(p) for p in parts]
-        return values[0] if len(values) == 1 else (values[0], values[1])
-    raise SpecError(f"bad --resize {text!r}.",
-                    "Write one size (224: shorter side, then a centre crop) or HxW (224x224).")
-
-
-def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    """``0.485,0.456,0.406`` -> a tuple; ``--std`` values must be positive."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if not all(_NUMBER.match(p) for p in parts):
-        raise SpecError(f"bad {what} {text!r}.",
-                        "Write comma-separated numbers, one per channel or one for all, "
-                        "e.g. 0.485,0.456,0.406.")
-    values = tuple(float(p) for p in parts)
-    if what == "--std" and any(v <= 0 for v in values):
-        raise SpecError(f"bad --std {text!r}: every value must be above 0.",
-                        "Write positive numbers, e.g. 0.229,0.224,0.225.")
-    return values
 
 
 def input_channels(model: nn.Module) -> int | None:
@@ -85,8 +57,8 @@ def open_image(path: str | Path) -> Any:
     file = Path(path)
     why = not_a_file(file)
     if why is not None:
-        raise ModelFileError(f"--image {path}: {why}.", "Check the path to the image.")
-    mark_input(file, "--image")
+        raise ModelFileError(f"`image={path}`: {why}.", "Check the path to the image.")
+    mark_input(file, "`image`")
     try:
         with warnings.catch_warnings():
             # PIL only warns between its limit and twice it: both are refused here, before
@@ -99,11 +71,11 @@ def open_image(path: str | Path) -> Any:
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
         raise ModelFileError(
-            f"--image {path} claims {count}, over PIL's limit of {Image.MAX_IMAGE_PIXELS:,}: "
+            f"`image={path}` claims {count}, over PIL's limit of {Image.MAX_IMAGE_PIXELS:,}: "
             "a decompression bomb, or far larger than any model input.",
             "Give a smaller image (resize it first).") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ModelFileError(f"--image {path} is not an image PIL can read: {one_line(exc)}.",
+        raise ModelFileError(f"`image={path}` is not an image PIL can read: {one_line(exc)}.",
                              "Give a PNG, JPEG, BMP, GIF, TIFF or WebP file.") from exc
     return image
 
@@ -124,8 +96,8 @@ def _weights_transform(name: str) -> Any:
 
     kind = zoo.family(name)
     if kind in ("video", "optical_flow"):
-        raise SpecError(f"--image cannot feed {name}, a {kind.replace('_', ' ')} model.",
-                        "Give SIZES, or save the clip or frame pair and use --input-file.")
+        raise SpecError(f"`image` cannot feed {name}, a {kind.replace('_', ' ')} model.",
+                        "Give `sizes`, or save the clip or frame pair and use `input_file`.")
     return zoo.preprocessing(name)
 
 
@@ -164,10 +136,10 @@ def preprocess(image: Any, path: str | Path, *, channels: int,
         mode = _MODES.get(channels)
         if mode is None:
             raise SpecError(
-                f"--image gives 1 (greyscale), 3 (RGB) or 4 (RGBA) channels, but the model's "
-                f"input has {channels}.", "Use SIZES or --input-file for this model.")
-        means = _per_channel(mean, "--mean", channels) if mean is not None else None
-        stds = _per_channel(std, "--std", channels) if std is not None else None
+                f"`image` gives 1 (greyscale), 3 (RGB) or 4 (RGBA) channels, but the model's "
+                f"input has {channels}.", "Use `sizes` or `input_file` for this model.")
+        means = _per_channel(mean, "`mean`", channels) if mean is not None else None
+        stds = _per_channel(std, "`std`", channels) if std is not None else None
         picture = image.convert(mode)
         how = {1: "greyscale", 3: "RGB", 4: "RGBA"}[channels]
         if isinstance(resize, int):
@@ -177,7 +149,7 @@ def preprocess(image: Any, path: str | Path, *, channels: int,
             picture = tf.resize(picture, list(resize))
             how += f", resized to {resize[0]}x{resize[1]}"
         else:
-            how += ", at the image's own size (--resize changes it)"
+            how += ", at the image's own size (`resize` changes it)"
         display = tf.pil_to_tensor(picture).float() / 255.0
         tensor = display
         if means is not None or stds is not None:

@@ -28,7 +28,6 @@ class ModelInputs:
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
-    specs: list[InputSpec] = field(default_factory=list)  # what they were built from, if sizes
 
     def describe(self, model: nn.Module) -> list[dict[str, Any]]:
         """Name, shape and dtype of each input tensor, for reports; positional inputs are named
@@ -55,7 +54,7 @@ def build_inputs(specs: list[InputSpec], *, model: nn.Module | None = None,
                  float_dtype: torch.dtype = torch.float32, seed: int = 0) -> ModelInputs:
     """One tensor per spec, with the batch dimension prepended."""
     if batch_size < 1:
-        raise SpecError(f"bad --batch-size {batch_size}.", "Use a whole number of 1 or more.")
+        raise SpecError(f"bad `batch_size={batch_size}`.", "Use a whole number of 1 or more.")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     high = token_limit(model) if model is not None else 2
@@ -80,7 +79,7 @@ def build_inputs(specs: list[InputSpec], *, model: nn.Module | None = None,
         except (RuntimeError, MemoryError) as exc:  # torch's allocators raise RuntimeError
             raise _too_big(sum(_nbytes(*item) for item in shapes), device,
                            one_line(exc, limit=200)) from exc
-    return ModelInputs(args=tuple(tensors), specs=list(specs))
+    return ModelInputs(args=tuple(tensors))
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -99,8 +98,8 @@ def _too_big(needed: int, device: torch.device, why: str) -> SpecError:
     return SpecError(
         f"the inputs need {needed / 2**30:,.1f} GiB ({needed:,} bytes) on {device}, which "
         f"cannot be allocated ({why}).",
-        "Give smaller SIZES (without the batch dimension) or a smaller --batch-size; "
-        "--device meta gives shapes and counts without memory.")
+        "Give smaller `sizes` (without the batch dimension) or a smaller `batch_size`; "
+        "`device=meta` gives shapes and counts without memory.")
 
 
 def _check_fits(shapes: list[tuple[tuple[int, ...], torch.dtype]], device: torch.device) -> None:
@@ -130,9 +129,9 @@ def load_inputs(path: str | Path, *, device: torch.device | str = "cpu",
     file = Path(path)
     why = untrusted.not_a_file(file)
     if why is not None:
-        raise ModelFileError(f"--input-file {path}: {why}.",
+        raise ModelFileError(f"`input_file={path}`: {why}.",
                              "Save inputs with torch.save(x, 'inputs.pt') first.")
-    value = untrusted.load_data(file, "--input-file")
+    value = untrusted.load_data(file, "`input_file`")
     value = _move(value, torch.device(device), float_dtype)
     if isinstance(value, torch.Tensor):
         return ModelInputs(args=(value,))
@@ -141,7 +140,7 @@ def load_inputs(path: str | Path, *, device: torch.device | str = "cpu",
     if isinstance(value, dict):
         return ModelInputs(args=(), kwargs={str(k): v for k, v in value.items()})
     raise ModelFileError(
-        f"--input-file {path} holds a {type(value).__name__}, not tensors.",
+        f"`input_file={path}` holds a {type(value).__name__}, not tensors.",
         "Save a tensor, a tuple of tensors or a dict of keyword inputs.",
     )
 

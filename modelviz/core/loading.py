@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from modelviz.core import untrusted, zoo
-from modelviz.core.specs import InputSpec
+from modelviz.core.specs import MODEL_FILE_SUFFIXES, InputSpec
 from modelviz.core.weights import WeightsReport, load_weights
 from modelviz.errors import (
     ModelFileError,
@@ -38,10 +38,6 @@ from modelviz.errors import (
     one_line,
 )
 from modelviz.output import mark_input
-
-#: Suffixes that mark MODEL as a file path even when it does not exist.
-FILE_SUFFIXES = (".py", ".pt", ".pth", ".pt2", ".ts", ".jit", ".bin", ".ckpt", ".safetensors",
-                 ".onnx", ".pkl")
 
 
 @dataclass
@@ -73,7 +69,7 @@ def _user_error(what: str, exc: BaseException) -> UserCodeError:
             "own when imported.", "Put that under `if __name__ == \"__main__\":` so that "
             "importing the file only defines the model.")
     return UserCodeError(f"{what} raised {type(exc).__name__}: {one_line(exc)}{where}.",
-                         "Fix that error in your code; --debug shows the full traceback.")
+                         "Fix that error in your code; `debug` shows the full traceback.")
 
 
 @contextmanager
@@ -126,7 +122,7 @@ def _import_dotted(name: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
                 raise UnknownModelError(
-                    f"no module named {exc.name!r} (from MODEL {name!r}).",
+                    f"no module named {exc.name!r} (from `model` {name!r}).",
                     "Run from the folder that holds the package, or give path/to/file.py:attr.",
                 ) from exc
             raise
@@ -170,17 +166,17 @@ def _materialize(value: Any, what: str, kwargs: dict[str, Any]) -> nn.Module:
     """An instance is used as is; a class or factory is called with ``kwargs``."""
     if isinstance(value, nn.Module):
         if kwargs:
-            raise UserCodeError(f"{what} is already a model instance, so --kwarg cannot apply.",
-                                "Point MODEL at its class or a factory function instead.")
+            raise UserCodeError(f"{what} is already a model instance, so `kwargs` cannot apply.",
+                                "Point `model` at its class or a factory function instead.")
         return value
     if not callable(value):
         raise UserCodeError(f"{what} is a {type(value).__name__}, not a model.",
-                            "Point MODEL at an nn.Module instance, class or factory.")
+                            "Point `model` at an nn.Module instance, class or factory.")
     with _user_code(f"building {what}"):
         built = value(**kwargs)
     if not isinstance(built, nn.Module):
         raise UserCodeError(f"{what}(...) returned a {type(built).__name__}, not an nn.Module.",
-                            "Point MODEL at a function that returns the model.")
+                            "Point `model` at a function that returns the model.")
     return built
 
 
@@ -188,13 +184,13 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
     if path.suffix == ".safetensors":
         raise ModelFileError(
             f"{path} holds weights only, not the model's code.",
-            f"Give the architecture as MODEL and this file as --weights {path}.",
+            f"Give the architecture as `model` and this file as `weights={path}`.",
         )
     if path.suffix == ".onnx":
         raise ModelFileError(f"{path} is an ONNX file, not a PyTorch model.",
                              f"Open it with `modelviz netron {path}`.")
     mark_input(path, "the model")
-    names = untrusted.zip_names(path, "MODEL")
+    names = untrusted.zip_names(path, "`model`")
     map_location = "cpu" if device.type == "meta" else device
     if any("/code/" in n for n in names):
         try:
@@ -212,7 +208,7 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
                                  f"{one_line(exc)}", "Re-save it with torch.export.save.") from exc
         return module, "exported-program"
     try:
-        obj = untrusted.load_data(path, "MODEL")
+        obj = untrusted.load_data(path, "`model`")
     except UnsafePickleError as exc:
         if not trust_pickle:
             raise UnsafePickleError(
@@ -224,7 +220,7 @@ def _load_saved(path: Path, trust_pickle: bool, device: torch.device) -> tuple[n
     if isinstance(obj, dict):
         raise ModelFileError(
             f"{path} holds a state dict (weights), not a model.",
-            f"Give the architecture as MODEL and this file as --weights {path}.",
+            f"Give the architecture as `model` and this file as `weights={path}`.",
         )
     raise ModelFileError(f"{path} holds a {type(obj).__name__}, not a model.",
                          "Save the model with torch.jit.save, torch.export.save or torch.save.")
@@ -250,7 +246,8 @@ def _file_spec(spec: str) -> tuple[Path, str] | None:
     file, sep, attr = spec.rpartition(":")
     if sep and (file.endswith(".py") or "/" in file or "\\" in file):
         return Path(file), attr
-    if "/" in spec or "\\" in spec or spec.endswith(FILE_SUFFIXES):
+    # a suffix marks MODEL as a file path even when it does not exist
+    if "/" in spec or "\\" in spec or spec.endswith(MODEL_FILE_SUFFIXES):
         return Path(spec), ""
     return None
 
@@ -262,8 +259,8 @@ def _from_file(path: Path, attr: str, spec: str, kwargs: dict[str, Any], trust_p
         raise ModelFileError(f"{why}: {path}.", "Check the path to your model.")
     if path.suffix != ".py":
         if kwargs:
-            raise UserCodeError(f"{path} is a saved model, so --kwarg cannot apply.",
-                                "Drop --kwarg.")
+            raise UserCodeError(f"{path} is a saved model, so `kwargs` cannot apply.",
+                                "Drop `kwargs`.")
         module, source = _load_saved(path, trust_pickle, device)
         return LoadedModel(module, spec, source)
     code = _import_file(path)
@@ -307,7 +304,7 @@ def load_model(spec: str | nn.Module, *, kwargs: dict[str, Any] | None = None,
     if isinstance(spec, nn.Module):
         loaded = LoadedModel(spec, type(spec).__name__, "instance")
         if kwargs:
-            raise UserCodeError("--kwarg cannot apply to a model instance.", "Drop kwargs.")
+            raise UserCodeError("`kwargs` cannot apply to a model instance.", "Drop kwargs.")
     else:
         context = torch.device("meta") if device.type == "meta" else nullcontext()
         with context:

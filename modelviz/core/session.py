@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from modelviz.core import engine
-from modelviz.core.devices import resolve_device
+from modelviz.core.devices import require_values, resolve_device
 from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs
 from modelviz.core.loading import LoadedModel, load_model
 from modelviz.core.records import Trace
 from modelviz.core.specs import MODEL_DTYPES, InputSpec, check_seed, parse_dtype, parse_size
-from modelviz.errors import SpecError
+from modelviz.errors import DeviceError, ModelvizError, SpecError
 
 if TYPE_CHECKING:
     from modelviz.core.image_input import ImageInput
@@ -41,6 +41,17 @@ class Prepared:
     @property
     def model(self) -> nn.Module:
         return self.loaded.module
+
+    @property
+    def has_values(self) -> bool:
+        """False on the meta device: shapes and counts only, no weights or activations."""
+        return self.device.type != "meta"
+
+    def require_values(self, problem: str, fix: str, *,
+                       error: type[ModelvizError] = DeviceError) -> None:
+        """Refuse, with the caller's ``problem`` and ``fix``, work that needs real numbers when
+        the model runs on the meta device (``devices.require_values``: the one check)."""
+        require_values(self.device, problem, fix, error=error)
 
 
 def as_spec(size: SizeLike) -> InputSpec:
@@ -90,15 +101,15 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
     input_dtype = float_dtype or engine.model_dtype(loaded.module) or torch.float32
     if input_file is not None:
         if specs:
-            raise SpecError("give either SIZES or --input-file, not both.",
-                            "Drop SIZES to use the saved inputs.")
+            raise SpecError("give either `sizes` or `input_file`, not both.",
+                            "Drop `sizes` to use the saved inputs.")
         inputs = load_inputs(input_file, device=target, float_dtype=float_dtype)
     else:
         if not specs:
             if loaded.default_sizes is None:
                 raise SpecError(
-                    f"SIZES needed: modelviz cannot guess the input of {loaded.name}.",
-                    "Give one size per input after MODEL, e.g. 3x224x224 or int64:128.",
+                    f"`sizes` needed: modelviz cannot guess the input of {loaded.name}.",
+                    "Give one size per input after `model`, e.g. 3x224x224 or int64:128.",
                 )
             specs = loaded.default_sizes
         inputs = build_inputs(specs, model=loaded.module, batch_size=batch_size, device=target,
@@ -134,18 +145,18 @@ def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
     )
 
     if options.get("input_file") is not None:
-        raise SpecError("give either --image or --input-file, not both.",
+        raise SpecError("give either `image` or `input_file`, not both.",
                         "Drop one of them.")
     if batch_size < 1:
-        raise SpecError(f"bad --batch-size {batch_size}.", "Use a whole number of 1 or more.")
+        raise SpecError(f"bad `batch_size={batch_size}`.", "Use a whole number of 1 or more.")
     specs = [as_spec(s) for s in sizes]
     if len(specs) > 1 or (specs and (len(specs[0].dims) != 3 or not specs[0].is_float)):
         given = " ".join(str(s) for s in specs)
-        raise SpecError(f"--image makes one image input, but SIZES {given!r} is not one CxHxW "
-                        "size.", "Drop SIZES, or give one such as 3x224x224.")
+        raise SpecError(f"`image` makes one image input, but `sizes` {given!r} is not one CxHxW "
+                        "size.", "Drop `sizes`, or give one such as 3x224x224.")
     size = parse_resize(resize) if isinstance(resize, str) else resize
-    means = parse_floats(mean, "--mean") if isinstance(mean, str) else mean
-    stds = parse_floats(std, "--std") if isinstance(std, str) else std
+    means = parse_floats(mean, "`mean`") if isinstance(mean, str) else mean
+    stds = parse_floats(std, "`std`") if isinstance(std, str) else std
     if stds is not None and any(v <= 0 for v in stds):
         raise SpecError(f"bad std {stds!r}: every value must be above 0.", "Give positive numbers.")
     picture = open_image(image)  # a missing or unreadable file fails before the model loads

@@ -29,6 +29,11 @@ DTYPE_ALIASES: dict[str, str] = {
 FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 #: Dtypes a model may be cast to with --dtype.
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: Suffixes of the files MODEL may name (a script, or a model or checkpoint saved by torch,
+#: safetensors or ONNX): the one list, for telling a path from a module name and for naming
+#: outputs after the model's file. Here, free of torch, so that the CLI may read it too.
+MODEL_FILE_SUFFIXES = (".py", ".pt", ".pth", ".pt2", ".ts", ".jit", ".bin", ".ckpt",
+                       ".safetensors", ".onnx", ".pkl")
 
 _DIM_SEPARATORS = re.compile(r"[xX×*,]")
 
@@ -131,11 +136,11 @@ def parse_budget(text: str, *, what: str) -> int:
 def check_seed(seed: int) -> int:
     """torch seeds are 64-bit: a larger one fails deep inside torch."""
     if not 0 <= seed < 2**63:
-        raise SpecError(f"bad --seed {seed}.", f"Use a whole number from 0 to {2**63 - 1}.")
+        raise SpecError(f"bad `seed={seed}`.", f"Use a whole number from 0 to {2**63 - 1}.")
     return seed
 
 
-def check_tolerance(atol: float | None, what: str = "--atol") -> float | None:
+def check_tolerance(atol: float | None, what: str = "`atol`") -> float | None:
     """A tolerance is a positive, finite number (``nan`` compares false with everything)."""
     if atol is not None and not 0 < atol < float("inf"):
         raise SpecError(f"bad {what} {atol}.", "Use a positive number, e.g. 1e-4.")
@@ -148,7 +153,7 @@ def parse_kwarg(text: str) -> tuple[str, object]:
     key = key.strip()
     if not sep or not key.isidentifier():
         raise SpecError(
-            f"bad --kwarg {text!r}.", "Write key=value, e.g. --kwarg num_classes=10."
+            f"bad `kwargs={text!r}`.", "Write key=value, e.g. `kwargs=num_classes=10`."
         )
     try:
         parsed: object = ast.literal_eval(value.strip())
@@ -159,3 +164,36 @@ def parse_kwarg(text: str) -> tuple[str, object]:
 
 def parse_kwargs(texts: list[str] | tuple[str, ...] | None) -> dict[str, object]:
     return dict(parse_kwarg(t) for t in texts or ())
+
+
+# Image preprocessing: modelviz activations --image --resize --mean --std.
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$", re.IGNORECASE)
+
+
+def parse_resize(text: str | None) -> int | tuple[int, int] | None:
+    """``224`` (shorter side, then a centre square) or ``224x160`` (height x width)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in re.split(r"[xX×,]", text.strip())]
+    if len(parts) in (1, 2) and all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        values = [int(p) for p in parts]
+        return values[0] if len(values) == 1 else (values[0], values[1])
+    raise SpecError(f"bad `resize={text!r}`.",
+                    "Write one size (224: shorter side, then a centre crop) or HxW (224x224).")
+
+
+def parse_floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    """``0.485,0.456,0.406`` -> a tuple; ``--std`` values must be positive."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(_NUMBER.match(p) for p in parts):
+        raise SpecError(f"bad {what} {text!r}.",
+                        "Write comma-separated numbers, one per channel or one for all, "
+                        "e.g. 0.485,0.456,0.406.")
+    values = tuple(float(p) for p in parts)
+    if what == "`std`" and any(v <= 0 for v in values):
+        raise SpecError(f"bad `std={text!r}`: every value must be above 0.",
+                        "Write positive numbers, e.g. 0.229,0.224,0.225.")
+    return values

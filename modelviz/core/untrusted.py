@@ -46,8 +46,8 @@ MAX_INFLATION = 32
 INFLATION_FLOOR = 256 * 2**20
 MAX_ENTRIES = 1_000_000
 
-TRUST_FIX = ("If you trust its source, add --trust-pickle; better, save model.state_dict() and "
-             "pass it with --weights, or export to ONNX.")
+TRUST_FIX = ("If you trust its source, add `trust_pickle`; better, save model.state_dict() and "
+             "pass it with `weights`, or export to ONNX.")
 
 
 def not_a_file(path: Path) -> str | None:
@@ -102,7 +102,7 @@ def load_data(path: str | Path, what: str) -> Any:
     except pickle.UnpicklingError as exc:
         raise UnsafePickleError(
             f"{what} {path} holds more than tensors ({_reason(exc)}), and loading it would run "
-            "code from the file.", TRUST_FIX if what == "MODEL" else
+            "code from the file.", TRUST_FIX if what == "`model`" else
             "Save only tensors: model.state_dict(), a tensor, or a tuple or dict of tensors.",
         ) from exc
     except MemoryError as exc:
@@ -116,7 +116,7 @@ def load_data(path: str | Path, what: str) -> Any:
 
 def load_pickle(path: Path) -> Any:
     """A whole pickled object: runs code from the file, so only under ``--trust-pickle``."""
-    zip_names(path, "MODEL")
+    zip_names(path, "`model`")
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from modelviz.core import untrusted
+from modelviz.core.formatting import dims_text
 from modelviz.errors import ModelFileError, UnsafePickleError, WeightsMismatchError
 from modelviz.output import mark_input
 
@@ -57,22 +58,22 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     file = Path(path)
     why = untrusted.not_a_file(file)
     if why is not None:
-        raise ModelFileError(f"--weights {path}: {why}.", "Check the path.")
-    mark_input(file, "--weights")
+        raise ModelFileError(f"`weights={path}`: {why}.", "Check the path.")
+    mark_input(file, "`weights`")
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             return dict(load_file(str(file), device="cpu")), None
         except Exception as exc:
-            raise ModelFileError(f"--weights {path} is not a valid safetensors file: {exc}",
+            raise ModelFileError(f"`weights={path}` is not a valid safetensors file: {exc}",
                                  "Check that the file is complete.") from exc
     try:
-        obj = untrusted.load_data(file, "--weights")
+        obj = untrusted.load_data(file, "`weights`")
     except UnsafePickleError as exc:
         raise ModelFileError(
             f"{exc.problem} modelviz loads weights with weights_only=True.",
-            "If it is a whole pickled model, give it as MODEL with --trust-pickle instead.",
+            "If it is a whole pickled model, give it as `model` with `trust_pickle` instead.",
         ) from exc
     return _find_state_dict(obj, str(path))
 
@@ -91,10 +92,10 @@ def _find_state_dict(obj: Any, path: str) -> tuple[dict[str, torch.Tensor], str 
                 return dict(obj[key]), key
         keys = ", ".join(map(str, list(obj)[:6]))
         raise ModelFileError(
-            f"--weights {path} is a dict without a state dict in it (keys: {keys}).",
+            f"`weights={path}` is a dict without a state dict in it (keys: {keys}).",
             f"Save model.state_dict(), or a checkpoint with one of: {', '.join(CHECKPOINT_KEYS)}.",
         )
-    raise ModelFileError(f"--weights {path} holds a {type(obj).__name__}, not a state dict.",
+    raise ModelFileError(f"`weights={path}` holds a {type(obj).__name__}, not a state dict.",
                          "Save model.state_dict() with torch.save.")
 
 
@@ -116,13 +117,13 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     report.missing = [k for k in target if k not in state]
     report.unexpected = [k for k in state if k not in target]
     report.mismatched = [
-        f"{k}: file {list(v.shape)} vs model {list(target[k].shape)}"
+        f"{k}: file {dims_text(v.shape)} vs model {dims_text(target[k].shape)}"
         for k, v in state.items() if k in target and v.shape != target[k].shape
     ]
     if strict and not report.clean:
         raise WeightsMismatchError(
-            f"--weights {path} does not fit the model: {report.problems()}.",
-            "Check that MODEL and --kwarg match the checkpoint, or pass --no-strict to load "
+            f"`weights={path}` does not fit the model: {report.problems()}.",
+            "Check that `model` and `kwargs` match the checkpoint, or pass `strict=False` to load "
             "the keys that fit.",
         )
     fitting = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}

@@ -64,14 +64,14 @@ def build(name: str, kwargs: dict[str, Any]) -> Any:
     if options.get("weights") is not None or options.get("weights_backbone") is not None:
         raise UserCodeError(
             "pretrained weights cannot be downloaded by modelviz.",
-            "Save them with torch.save(model.state_dict(), 'w.pt') and pass --weights w.pt.",
+            "Save them with torch.save(model.state_dict(), 'w.pt') and pass `weights=w.pt`.",
         )
     try:
         return builder(**options)
     except (TypeError, ValueError) as exc:
         raise UserCodeError(
             f"torchvision could not build {name} with {kwargs}: {exc}",
-            "Check the --kwarg names against the torchvision documentation for this model.",
+            "Check the `kwargs` names against the torchvision documentation for this model.",
         ) from exc
 
 

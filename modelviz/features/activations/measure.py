@@ -23,12 +23,12 @@ def activation_probe(prepared: Prepared, *, layers: tuple[str, ...] | list[str] 
                      max_channels: int = 64, hist: bool = False) -> ActivationProbe:
     """The probe measuring the chosen modules (all if neither ``layers`` nor ``types``), to run
     in a pass with other probes; with ``images`` it also keeps what their pictures need."""
-    if prepared.device.type == "meta":
-        raise SpecError("activation statistics need real numbers, and the meta device has only "
-                        "shapes.", "Run on --device cpu or cuda; `modelviz summary --device "
-                        "meta` gives the shapes.")
+    prepared.require_values(
+        "activation statistics need real numbers, and the meta device has only shapes.",
+        "Run on `device=cpu` or cuda; `modelviz summary --device meta` gives the shapes.",
+        error=SpecError)
     if max_channels < 1:
-        raise SpecError(f"bad --max-channels {max_channels}.", "Use 1 or more.")
+        raise SpecError(f"bad `max_channels={max_channels}`.", "Use 1 or more.")
     names = select_modules(prepared.model, tuple(layers), tuple(types),
                            model_name=prepared.loaded.name)
     return ActivationProbe(names, image_modules=names if images else (),

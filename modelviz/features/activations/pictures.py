@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from modelviz.core.formatting import shape_text
+from modelviz.core.formatting import dims_text, stat_text
 from modelviz.errors import OutputError
 from modelviz.features.activations.stats import ActivationReport, Capture, LayerStats
 from modelviz.output import atomic_path
+from modelviz.output import check_folder as check_output_folder
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -111,10 +112,6 @@ def layout(capture: Capture, *, picture: tuple[int, int] | None = None,
     )
 
 
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"
-
-
 def _finite_range(values: np.ndarray[Any, Any]) -> tuple[float, float]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -144,14 +141,15 @@ def _title(fig: Figure, layer: LayerStats, caption: str, size: Layout) -> None:
     s = layer.stats
     top = 1 - 0.22 / size.height
     x = MARGIN / size.width
-    fig.text(x, top, f"{layer.name} ({layer.type}) · output {shape_text_of(layer)} {layer.dtype}",
+    fig.text(x, top, f"{layer.name} ({layer.type}) · output {dims_text(layer.shape)} {layer.dtype}",
              fontsize=11, fontweight="bold", va="top")
     flags = []
     if layer.dead:
         flags.append("DEAD")
     if layer.nonfinite:
         flags.append("NON-FINITE")
-    stats = (f"mean {_num(s.mean)}   std {_num(s.std)}   min {_num(s.min)}   max {_num(s.max)}"
+    stats = (f"mean {stat_text(s.mean)}   std {stat_text(s.std)}   min {stat_text(s.min)}"
+             f"   max {stat_text(s.max)}"
              f"   zeros {s.zero_fraction:.1%}   NaN {s.nan_count:,}   Inf {s.inf_count:,}")
     fig.text(x, top - 0.28 / size.height, stats + ("   " + " ".join(flags) if flags else ""),
              fontsize=9, va="top", color="#b00020" if flags else "black")
@@ -160,12 +158,6 @@ def _title(fig: Figure, layer: LayerStats, caption: str, size: Layout) -> None:
                           max_lines=2, placeholder=" …")
     fig.text(x, top - 0.52 / size.height, "\n".join(lines), fontsize=8, va="top",
              color="#555555", linespacing=1.3)
-
-
-def shape_text_of(layer: LayerStats) -> str:
-    from modelviz.core.records import TensorMeta
-
-    return shape_text(TensorMeta(layer.shape, layer.dtype, 0))
 
 
 def _grid(fig: Figure, capture: Capture, size: Layout) -> str:
@@ -321,22 +313,7 @@ def file_stem(name: str) -> str:
 
 def check_folder(folder: str | Path) -> Path:
     """Fail before any work if ``folder`` cannot hold the images; creates nothing."""
-    import os
-
-    directory = Path(folder)
-    if directory.exists() and not directory.is_dir():
-        raise OutputError(f"{folder} is a file, not a folder.",
-                          "Give a folder for the images, e.g. -o activations/.")
-    ancestor = directory
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(f"cannot create the folder {folder}: {ancestor} is a file.",
-                          "Choose another folder with -o.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write images to the folder {folder}: permission denied.",
-                          "Choose another folder with -o.")
-    return directory
+    return check_output_folder(folder, holds="images", example="activations/")
 
 
 def write_images(report: ActivationReport, folder: str | Path, *, hist: bool = False) -> (

@@ -42,7 +42,7 @@ def _layer_error(pattern: str, names: list[str], model_name: str) -> SpecError:
         top = [printable(n) for n in names if "." not in n]
         hint = f"Its top-level modules: {_listing(top)}."
     return SpecError(
-        f"--layer {pattern!r} matches no module of {printable(model_name)}.",
+        f"`layers={pattern!r}` matches no module of {printable(model_name)}.",
         f"{hint} Give qualified names (layer1.0.conv1) or globs ('layer4.*'); "
         "`modelviz summary MODEL --depth 9` lists them all.",
     )
@@ -68,7 +68,7 @@ def select_modules(model: nn.Module, layers: Sequence[str] = (), types: Sequence
     for pattern in layers:
         text = pattern.strip()
         if not text:
-            raise SpecError("--layer '' is empty.", "Give a module name or a glob such as '*'.")
+            raise SpecError("`layers=''` is empty.", "Give a module name or a glob such as '*'.")
         # an exact name is itself, before any glob: ``blocks.stage[1]`` is no character class
         exact = [pattern] if pattern in modules else [text] if text in modules else []
         found = exact or ([n for n in names if fnmatch.fnmatchcase(n, text)] if is_glob(text)
@@ -82,7 +82,7 @@ def select_modules(model: nn.Module, layers: Sequence[str] = (), types: Sequence
                  if text and (t.lower() == text.lower() or _type_matches(text, t))]
         if not found:
             kinds = sorted({printable(t) for t in modules.values()})
-            raise SpecError(f"--type {pattern!r} matches no module of {printable(model_name)}.",
+            raise SpecError(f"`types={pattern!r}` matches no module of {printable(model_name)}.",
                             f"Its module types: {_listing(kinds)}.")
         chosen.update(found)
     return [n for n in names if n in chosen]

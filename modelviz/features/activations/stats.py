@@ -14,7 +14,7 @@ so that one NaN does not hide the rest; std is the population standard deviation
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +24,9 @@ from torch import nn
 from torch.nn import functional
 
 from modelviz.core import engine
+from modelviz.core.devices import require_values
 from modelviz.core.records import CallRecord, Trace, dtype_name
+from modelviz.core.tensors import walk
 from modelviz.errors import SpecError
 
 __all__ = [
@@ -268,19 +270,6 @@ def capture(tensor: torch.Tensor, *, max_channels: int, hist: bool, stats: Stats
     return taken
 
 
-def _elements(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
-                                                                          torch.Tensor]]:
-    """Every tensor inside an output, with its path: (), ("0",), ("1", "0"), ("logits",)."""
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, (tuple, list)):
-        for i, item in enumerate(value):
-            yield from _elements(item, (*path, str(i)))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _elements(item, (*path, str(key)))
-
-
 @dataclass
 class _Entry:
     call: CallRecord
@@ -321,10 +310,10 @@ class ActivationProbe(engine.Probe):
             return
         number = self.counts[name] = self.counts.get(name, 0) + 1
         wants_image = name in self.image_modules
-        for position, (path, tensor) in enumerate(_elements(output)):
-            if tensor.is_meta:
-                raise SpecError("activation statistics need real numbers, and the meta device "
-                                "has only shapes.", "Run on --device cpu or cuda.")
+        for position, (path, tensor) in enumerate(walk(output)):
+            require_values(tensor.device, "activation statistics need real numbers, and the "
+                           "meta device has only shapes.", "Run on `device=cpu` or cuda.",
+                           error=SpecError)
             if tensor.layout != torch.strided:
                 self.skipped.append(".".join((name, *path)))
                 continue

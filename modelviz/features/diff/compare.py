@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelviz.core.formatting import shape_json_text
 from modelviz.errors import ModelFileError
 from modelviz.output import mark_input
 
@@ -133,10 +134,6 @@ class ModelDiff:
         }
 
 
-def _shape(value: Any) -> str:
-    return json.dumps(value, separators=(", ", ": "))
-
-
 def compare(a: dict[str, Any], b: dict[str, Any], *, a_label: str | None = None,
             b_label: str | None = None) -> ModelDiff:
     """Totals side by side, and the layers added, removed or changed (type, output, params)."""
@@ -151,7 +148,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, a_label: str | None = None,
         if old is None:
             changes.append(LayerChange(name, "added", [
                 f"{layer['type']}, {layer['params']:,} params, output "
-                f"{_shape(layer['output_shapes'])}"]))
+                f"{shape_json_text(layer['output_shapes'])}"]))
             continue
         details = []
         if old["type"] != layer["type"]:
@@ -159,8 +156,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, a_label: str | None = None,
         if old["params"] != layer["params"]:
             details.append(f"params {old['params']:,} → {layer['params']:,}")
         if old["output_shapes"] != layer["output_shapes"]:
-            details.append(f"output {_shape(old['output_shapes'])} → "
-                           f"{_shape(layer['output_shapes'])}")
+            details.append(f"output {shape_json_text(old['output_shapes'])} → "
+                           f"{shape_json_text(layer['output_shapes'])}")
         if details:
             changes.append(LayerChange(name, "changed", details))
     for name, layer in before.items():

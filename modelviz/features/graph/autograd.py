@@ -14,6 +14,7 @@ from torch import nn
 
 from modelviz.core.engine import Probe
 from modelviz.core.records import CallRecord
+from modelviz.core.tensors import tensors
 from modelviz.errors import ModelvizError
 from modelviz.escape import printable
 
@@ -39,13 +40,7 @@ class _ParameterNames(Probe):
 
 def grad_outputs(value: Any) -> list[torch.Tensor]:
     """The tensors in ``value`` that autograd can go back from, in order."""
-    if isinstance(value, torch.Tensor):
-        return [value] if value.grad_fn is not None or value.requires_grad else []
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in grad_outputs(item)]
-    if isinstance(value, dict):
-        return [t for item in value.values() for t in grad_outputs(item)]
-    return []
+    return [t for t in tensors(value) if t.grad_fn is not None or t.requires_grad]
 
 
 def autograd_dot(prepared: Prepared, *, show_saved: bool = False, show_attrs: bool = False,
@@ -62,7 +57,7 @@ def autograd_dot(prepared: Prepared, *, show_saved: bool = False, show_attrs: bo
         raise ModelvizError(
             f"the output of {prepared.loaded.name} does not depend on anything that requires "
             "grad, so there is no backward graph to draw.",
-            "Unfreeze some parameters (requires_grad=True), or draw --view modules.")
+            "Unfreeze some parameters (requires_grad=True), or draw `view=modules`.")
     var: torch.Tensor | tuple[torch.Tensor, ...] = (
         outputs[0] if len(outputs) == 1 else tuple(outputs))
     with warnings.catch_warnings():  # torchviz 0.0.3 compares versions with distutils

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelviz.core.formatting import human, shape_text
+from modelviz.core.formatting import dims_text, human, shape_text
 from modelviz.core.hierarchy import fold_label, fold_runs, ordered_children
 from modelviz.core.records import Trace
 from modelviz.errors import SpecError
@@ -85,10 +85,6 @@ class ModuleGraph:
 def _compact(value: int) -> str:
     """2359296 -> '2.36M'."""
     return human(value).replace(" ", "")
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _numbered(names: list[str]) -> bool:
@@ -174,9 +170,9 @@ class _Builder:
                                                   cutoff=0.6)
                 fix = (f"Close names: {', '.join(close)}." if close else
                        "Use a module name as modelviz summary shows it.")
-                raise SpecError(f"--expand {name!r}: the model has no module of that name.", fix)
+                raise SpecError(f"`expand={name!r}`: the model has no module of that name.", fix)
             if not modules[name].children:
-                raise SpecError(f"--expand {name!r}: {name} ({modules[name].type}) has no "
+                raise SpecError(f"`expand={name!r}`: {name} ({modules[name].type}) has no "
                                 "submodules to open.", "Expand a module that has submodules.")
             canonical = self.canon(name)
             while canonical:
@@ -306,7 +302,7 @@ class _Graph:
                    for run, position in self._fold_path(consumer))
 
     def add_edge(self, src: str, dst: str, shape: tuple[int, ...], tensor: str) -> None:
-        self.edges.setdefault((src, dst, _shape(shape)), set()).add(tensor)
+        self.edges.setdefault((src, dst, dims_text(shape)), set()).add(tensor)
 
     def connect(self) -> None:
         for event in self.events:
@@ -410,8 +406,8 @@ def _label(drawn: _Drawn, builder: _Builder) -> tuple[str, list[str]]:
     if drawn.kind == "op":
         return drawn.name, []
     if drawn.kind == "input":
-        return drawn.name, [_shape(drawn.shape)] + ([drawn.dtype] if drawn.dtype != "float32"
-                                                    else [])
+        return drawn.name, [dims_text(drawn.shape)] + ([drawn.dtype] if drawn.dtype != "float32"
+                                                       else [])
     if drawn.kind == "output":
         path = drawn.name
         if not path:
@@ -420,7 +416,7 @@ def _label(drawn: _Drawn, builder: _Builder) -> tuple[str, list[str]]:
             title = "output[" + path.replace(".", "][") + "]"
         else:
             title = path
-        return title, [_shape(drawn.shape)]
+        return title, [dims_text(drawn.shape)]
     trace = builder.trace
     record = trace.modules[drawn.module]
     run = builder.folds.get(drawn.module)
@@ -444,7 +440,7 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int = DEFAULT_DEPTH,
                 expand: tuple[str, ...] = (), fold: bool = True, title: str = "") -> ModuleGraph:
     """The module graph at ``depth``, with ``expand`` opened one level further."""
     if depth < 1:
-        raise SpecError(f"--depth {depth}: the depth must be 1 or more.", "Use --depth 1 or more.")
+        raise SpecError(f"`depth={depth}`: the depth must be 1 or more.", "Use `depth=1` or more.")
     builder = _Builder(trace, flow, depth, expand, fold)
     graph = _Graph(builder)
     graph.assign()

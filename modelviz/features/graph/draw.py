@@ -38,7 +38,7 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
     if view == "autograd":
         if opened or depth is not None or not fold:
             raise SpecError("depth, expand and fold apply to the modules view only.",
-                            "Drop them, or draw --view modules.")
+                            "Drop them, or draw `view=modules`.")
         source = autograd_dot(prepared, show_saved=show_saved, show_attrs=show_attrs,
                               train=train)
         if direction != "TB":
@@ -46,7 +46,7 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
         return Drawing(source, view=view, dot=dot)
     if show_saved or show_attrs:
         raise SpecError("show_saved and show_attrs apply to the autograd view only.",
-                        "Drop them, or draw --view autograd.")
+                        "Drop them, or draw `view=autograd`.")
     probe = graph_probe(prepared)
     result = session.run(prepared, train=train, probes=(probe,))
     return module_drawing(prepared, result, probe, depth=depth, expand=opened, fold=fold,

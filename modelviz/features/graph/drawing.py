@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelviz.errors import MissingToolError, OutputError, SpecError
-from modelviz.output import write_bytes
+from modelviz.output import format_from_suffix, write_bytes
 
 if TYPE_CHECKING:
     from modelviz.features.graph.build import ModuleGraph
@@ -40,14 +40,7 @@ def format_for(fmt: str | None, output: str | Path | None) -> str:
         if chosen not in FORMATS:
             raise SpecError(f"unknown graph format {fmt!r}.", "Use png, svg, pdf or dot.")
         return chosen
-    if output is None:
-        return "dot"
-    path = Path(output)
-    found = EXTENSIONS.get(path.suffix.lower())
-    if found is None:
-        raise OutputError(f"cannot tell the format of {path.name} from its extension.",
-                          "Use .png, .svg, .pdf, .dot or .gv, or pass --format.")
-    return found
+    return format_from_suffix(output, EXTENSIONS, "dot", name_only=True)
 
 
 def find_dot(dot: str | Path | None = None, *, fmt: str = "svg") -> str:
@@ -64,13 +57,13 @@ def find_dot(dot: str | Path | None = None, *, fmt: str = "svg") -> str:
             f"Graphviz's dot program was not found at {wanted}; it is needed to write "
             f"{fmt.upper()}.",
             "Install Graphviz (apt-get install graphviz, or brew install graphviz), or write "
-            "-o model.dot, which needs no Graphviz.")
+            "`output=model.dot`, which needs no Graphviz.")
     found = shutil.which("dot")
     if found is None:
         raise MissingToolError(
             f"Graphviz's dot program is not on PATH; it is needed to write {fmt.upper()}.",
             "Install Graphviz (apt-get install graphviz, or brew install graphviz), or write "
-            "-o model.dot, which needs no Graphviz.")
+            "`output=model.dot`, which needs no Graphviz.")
     return found
 
 
@@ -108,16 +101,16 @@ def render(source: str, fmt: str, *, dot: str | Path | None = None,
     except subprocess.TimeoutExpired as exc:
         raise OutputError(
             f"Graphviz took longer than {timeout:.0f} s to lay out the graph.",
-            "Draw fewer nodes with a smaller --depth, or write -o model.dot.") from exc
+            "Draw fewer nodes with a smaller `depth`, or write `output=model.dot`.") from exc
     except OSError as exc:
         raise MissingToolError(f"cannot run Graphviz's dot at {program}: {exc.strerror}.",
-                               "Reinstall Graphviz, or write -o model.dot, which needs no "
+                               "Reinstall Graphviz, or write `output=model.dot`, which needs no "
                                "Graphviz.") from exc
     stderr = proc.stderr.decode(errors="replace")
     if proc.returncode != 0 or not proc.stdout:
         first = next((line for line in stderr.splitlines() if line.strip()), "no message")
         raise OutputError(f"Graphviz's dot failed (exit status {proc.returncode}): {first}",
-                          "Write -o model.dot and run dot on it to see the whole message.")
+                          "Write `output=model.dot` and run dot on it to see the whole message.")
     result = Rendered(proc.stdout, fmt)
     scaled = _SCALED.search(stderr)
     if fmt == "png" and scaled is not None:
@@ -127,7 +120,7 @@ def render(source: str, fmt: str, *, dot: str | Path | None = None,
             f"the graph is {round(width / scale):,} x {round(height / scale):,} px, over the "
             f"{PNG_LIMIT:,} px a side that PNG allows here, so Graphviz shrank it to "
             f"{width:,} x {height:,} ({scale:.2f}x) and small text may be unreadable; "
-            "write SVG (-o model.svg) or draw fewer nodes (a smaller --depth).")
+            "write SVG (`output=model.svg`) or draw fewer nodes (a smaller `depth`).")
     return result
 
 

@@ -25,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from modelviz.core.engine import Probe
 from modelviz.core.records import CallRecord, Trace, dtype_name
+from modelviz.core.tensors import path_text, tensors, walk
 
 __all__ = ["KINDS", "DataflowProbe", "Flow", "FlowEvent", "input_names", "layer_kind", "op_name"]
 
@@ -111,18 +112,6 @@ def layer_kind(module: nn.Module) -> str:
 # ----------------------------------------------------------------------------------------------
 # The probe.
 
-def _walk(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor inside ``value`` (tuples, lists, dicts) with its path: "0", "1.0", "logits"."""
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, (tuple, list)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{path}.{i}" if path else str(i))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
-
-
 _DUNDER = {"getitem": "getitem", "setitem": "setitem", "radd": "add", "rsub": "sub",
            "rmul": "mul", "rtruediv": "div", "truediv": "div", "rmatmul": "matmul",
            "iadd": "add_", "isub": "sub_", "imul": "mul_", "itruediv": "div_", "neg": "neg",
@@ -150,7 +139,7 @@ class _FunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.probe.quiet:
             return func(*args, **kwargs)
-        versions = {id(t): _version(t) for _, t in _walk((args, kwargs))}
+        versions = {id(t): _version(t) for t in tensors((args, kwargs))}
         out = func(*args, **kwargs)
         self.probe.operation(func, args, kwargs, out, versions)
         return out
@@ -206,7 +195,8 @@ class DataflowProbe(Probe):
         return previous
 
     def _record_outputs(self, event: FlowEvent, value: Any) -> None:
-        for path, tensor in _walk(value):
+        for parts, tensor in walk(value):
+            path = path_text(parts)
             event.outputs[path] = (tuple(tensor.shape), dtype_name(tensor.dtype))
             previous = self._register(tensor, (event.seq, path))
             if previous is not None:
@@ -222,13 +212,11 @@ class DataflowProbe(Probe):
             return
         self._inputs_seen = True
         event = self._event("input", -1)
-        for path, tensor in _walk(list(args)):
+        # positional inputs are "0", "1.0"...; keyword inputs start with their name: "mask"
+        for parts, tensor in [*walk(list(args)), *walk(kwargs)]:
+            path = path_text(parts)
             event.outputs[path] = (tuple(tensor.shape), dtype_name(tensor.dtype))
             self._register(tensor, (event.seq, path))
-        for key, value in kwargs.items():
-            for path, tensor in _walk(value, str(key)):
-                event.outputs[path] = (tuple(tensor.shape), dtype_name(tensor.dtype))
-                self._register(tensor, (event.seq, path))
 
     # -- the Probe interface -----------------------------------------------------------------
 
@@ -248,7 +236,7 @@ class DataflowProbe(Probe):
         event = self._event("call", call.index)
         self.call_events[call.index] = event.seq
         seen: set[Ref] = set()
-        for _, tensor in _walk(args):
+        for tensor in tensors(args):
             ref = self.producer(tensor)
             if ref is not None and ref not in seen:
                 seen.add(ref)
@@ -272,7 +260,7 @@ class DataflowProbe(Probe):
         self.quiet = self._stack[-1][1] if self._stack else True
         if kwargs:  # the pre-hook saw no keyword arguments: look them up now
             seen = set(event.inputs)
-            for _, tensor in _walk(kwargs):
+            for tensor in tensors(kwargs):
                 ref = self.producer(tensor)
                 # A tensor re-registered inside this call (in place, or passed through an inner
                 # module) is followed back to what produced it before the call began.
@@ -294,7 +282,7 @@ class DataflowProbe(Probe):
                 isinstance(out, (tuple, list)) and any(isinstance(o, torch.Tensor) for o in out)):
             return  # .shape, .size(), .dim(): no tensor came out
         inputs: list[Ref] = []
-        for _, tensor in _walk((args, kwargs)):
+        for tensor in tensors((args, kwargs)):
             ref = self.producer(tensor)
             if ref is not None and ref not in inputs:
                 inputs.append(ref)

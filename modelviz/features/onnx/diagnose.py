@@ -200,11 +200,11 @@ def failure(model: nn.Module, failures: list[tuple[str, BaseException, str]],
     else:
         why = "; ".join(f"the {name} exporter: {reason}" for name, reason in reasons.items())
     first = distinct[0]
-    fix = ("Replace that operation in the model, or leave its module out of the export (--debug "
+    fix = ("Replace that operation in the model, or leave its module out of the export (`debug` "
            "shows the exporter's traceback)." if "no translation" in first else
-           "Rewrite the branch with torch.where or torch.cond, or use --exporter torchscript, "
+           "Rewrite the branch with torch.where or torch.cond, or use `exporter=torchscript`, "
            "which records the branch these inputs take." if "branches on" in first else
-           "Run with --debug for the exporter's full traceback.")
+           "Run with `debug` for the exporter's full traceback.")
     error = ExportError(f"ONNX export failed: {why}.", fix)
     error.__cause__ = failures[-1][1]
     return error

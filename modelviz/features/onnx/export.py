@@ -10,12 +10,9 @@ engine's own pass. A failure leaves nothing behind and names the operator and mo
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,10 +23,11 @@ from torch import nn
 from modelviz.core import engine
 from modelviz.core.inputs import input_names
 from modelviz.core.specs import check_tolerance
+from modelviz.core.stages import Stage, quiet
 from modelviz.core.tensors import flat, leading_batch
-from modelviz.errors import DeviceError, ExportError, OutputError, SpecError
+from modelviz.errors import ExportError, SpecError
 from modelviz.features.onnx.diagnose import captured, chain, explain, failure, unsupported_op
-from modelviz.features.onnx.result import ExportResult
+from modelviz.features.onnx.result import ExportResult, check_output
 from modelviz.features.onnx.verify import (
     check_file,
     default_atol,
@@ -46,13 +44,6 @@ if TYPE_CHECKING:
 EXPORTERS = ("auto", "dynamo", "torchscript")
 #: Protobuf cannot serialise a message of 2 GiB or more; leave room for the graph itself.
 INLINE_LIMIT = 2**31 - 2**26
-Stage = Callable[[str], AbstractContextManager[None]]
-
-
-@contextlib.contextmanager
-def _quiet(_: str) -> Iterator[None]:
-    yield
-
 
 # ----------------------------------------------------------------------------------------------
 # Names and shapes of what goes in and comes out.
@@ -136,7 +127,7 @@ def _export_dynamo(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
     program = torch.onnx.export(model, example_args, None, **options)
     if program is None:  # pragma: no cover - torch versions whose export returns nothing
         raise ExportError("this torch's dynamo exporter returned no program.",
-                          "Use --exporter torchscript, or upgrade torch.")
+                          "Use `exporter=torchscript`, or upgrade torch.")
     if names_out is None:
         _name_outputs(program)
     program.save(str(target), external_data=external)
@@ -202,7 +193,7 @@ def _run_exporters(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
     use_dynamo = exporter in ("auto", "dynamo") and _has_dynamo()
     if exporter == "dynamo" and not _has_dynamo():
         raise ExportError(f"torch {torch.__version__} has no dynamo-based ONNX exporter.",
-                          "Use --exporter torchscript, or upgrade torch to 2.5 or newer.")
+                          "Use `exporter=torchscript`, or upgrade torch to 2.5 or newer.")
     if use_dynamo:
         for batch_dynamic in ((True, False) if dynamic else (False,)):
             try:
@@ -246,20 +237,10 @@ def _run_exporters(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
 # ----------------------------------------------------------------------------------------------
 
 
-def check_output(output: str | Path) -> Path:
-    target = Path(output)
-    if target.suffix.lower() != ".onnx":
-        raise OutputError(f"{output}: an ONNX file should end in .onnx.",
-                          "Give -o model.onnx.")
-    if target.is_dir():
-        raise OutputError(f"{output} is a folder.", "Give a file name, e.g. -o model.onnx.")
-    return target
-
-
 def export(prepared: Prepared, output: str | Path, *, exporter: str = "auto",
            opset: int | None = None, dynamic_batch: bool = True, verify: bool = True,
            atol: float | None = None, external_data: bool | None = None, train: bool = False,
-           reference: Any = None, stage: Stage = _quiet) -> ExportResult:
+           reference: Any = None, stage: Stage = quiet) -> ExportResult:
     """Export a prepared model (``core.session.prepare``) to ``output``, check it and verify it.
 
     ``reference`` is the model's output on the prepared inputs from a pass already run (the
@@ -272,11 +253,10 @@ def export(prepared: Prepared, output: str | Path, *, exporter: str = "auto",
     if exporter not in EXPORTERS:
         raise SpecError(f"unknown exporter {exporter!r}.", "Use auto, dynamo or torchscript.")
     if opset is not None and not 7 <= opset <= 30:
-        raise SpecError(f"bad --opset {opset}.", "Use an ONNX opset such as 18 or 20.")
+        raise SpecError(f"bad `opset={opset}`.", "Use an ONNX opset such as 18 or 20.")
     check_tolerance(atol)
-    if prepared.device.type == "meta":
-        raise DeviceError("an ONNX file holds the weights, and the meta device has none.",
-                          "Export on --device cpu (or cuda).")
+    prepared.require_values("an ONNX file holds the weights, and the meta device has none.",
+                            "Export on `device=cpu` (or cuda).")
     model: nn.Module = prepared.model
     args, kwargs = prepared.inputs.args, prepared.inputs.kwargs
     if atol is None:

@@ -93,7 +93,7 @@ def serve(path: str | Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT
         raise ModelFileError(f"{path}: no such file.",
                              "Give a model file, e.g. one written by modelviz export-onnx.")
     if not 0 <= port <= 65535:
-        raise SpecError(f"bad --port {port}.", "Use a port from 1 to 65535, or 0 for any free one.")
+        raise SpecError(f"bad `port={port}`.", "Use a port from 1 to 65535, or 0 for any free one.")
     family, address, shown = _listen_address(host)
     site = _site(file)  # before binding: a broken netron install fails without a port taken
     try:
@@ -153,7 +153,7 @@ def _listen_address(host: str) -> tuple[socket.AddressFamily, str, str]:
     try:  # a name, or a legacy numeric form such as 127.1 or 00, which only the C library reads
         found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError, ValueError) as exc:
-        raise SpecError(f"cannot resolve --host {host!r}.", _ADDRESS_FIX) from exc
+        raise SpecError(f"cannot resolve `host={host!r}`.", _ADDRESS_FIX) from exc
     family, _, _, _, sockaddr = found[0]
     address = str(sockaddr[0])
     return family, address, address if _is_wildcard(address) else bare
@@ -195,17 +195,17 @@ def _bind_error(exc: OSError, shown: str, port: int) -> SpecError:
     """The one-line error, with its fix, for a socket that would not bind."""
     if exc.errno == errno.EADDRINUSE:
         return SpecError(f"port {port} on {shown} is already in use.",
-                         "Stop what serves there, or pass --port N (--port 0 picks a free one).")
+                         "Stop what serves there, or pass `port=N` (`port=0` picks a free one).")
     if exc.errno == errno.EADDRNOTAVAIL:
         return SpecError(f"cannot listen on {shown}: no interface of this machine has that "
                          "address.", _ADDRESS_FIX)
     if exc.errno == errno.EACCES:
         return SpecError(f"no permission to listen on port {port} on {shown}.",
-                         "Pass --port 1024 or above, or --port 0 for any free one.")
+                         "Pass `port=1024` or above, or `port=0` for any free one.")
     if exc.errno == errno.EAFNOSUPPORT:
         return SpecError(f"cannot listen on {shown}: this machine has no IPv6.", _ADDRESS_FIX)
     return SpecError(f"cannot listen on {shown} port {port}: {exc.strerror or exc}.",
-                     "Check --host (127.0.0.1 for this machine only) and --port.")
+                     "Check `host` (127.0.0.1 for this machine only) and `port`.")
 
 
 # ----------------------------------------------------------------------------------------------

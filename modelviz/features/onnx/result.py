@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelviz.errors import OutputError
+
 
 @dataclass
 class TensorInfo:
@@ -89,9 +91,9 @@ class ExportResult:
 
     @property
     def worst(self) -> Parity | None:
-        """The failed comparison furthest from torch, at either batch size: what a one-line
-        verdict names."""
-        failed = [p for p in [*(self.parity or []), *(self.batch_parity or [])] if not p.ok]
+        """The failed comparison at the export's batch that is furthest from torch: what a
+        one-line verdict names (a failure at batch + 1 alone is in ``problems``)."""
+        failed = [p for p in self.parity or [] if not p.ok]
         return max(failed, key=lambda p: p.max_abs_error, default=None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,3 +112,14 @@ class ExportResult:
                              if self.batch_parity is not None else None),
             "problems": self.problems, "notes": self.notes, "seconds": self.seconds,
         }
+
+
+def check_output(output: str | Path) -> Path:
+    """An ONNX target is checked before any work: a typo must not cost a model load."""
+    target = Path(output)
+    if target.suffix.lower() != ".onnx":
+        raise OutputError(f"{output}: an ONNX file should end in .onnx.",
+                          "Give -o model.onnx.")
+    if target.is_dir():
+        raise OutputError(f"{output} is a folder.", "Give a file name, e.g. -o model.onnx.")
+    return target

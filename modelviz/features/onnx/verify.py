@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from modelviz.core import engine
+from modelviz.core.formatting import dims_text
 from modelviz.core.tensors import flat, leading_batch
 from modelviz.errors import ExportError, one_line
 from modelviz.features.onnx.result import ExportResult, Parity, TensorInfo
@@ -115,10 +116,10 @@ def check_file(path: Path) -> None:
         if dtype:
             raise ExportError(f"the exported file is not valid ONNX: its {dtype.group(1)} does "
                               f"not take {dtype.group(2)} ({text[:200]}).",
-                              "Export in float32 or float16 (--dtype) and cast at run "
+                              "Export in float32 or float16 (`dtype`) and cast at run "
                               "time.") from exc
         raise ExportError(f"the exported file fails onnx.checker: {text[:400]}",
-                          "This is an exporter bug: try the other --exporter.") from exc
+                          "This is an exporter bug: try the other `exporter`.") from exc
 
 
 def _numpy(tensor: torch.Tensor) -> Any:
@@ -158,8 +159,8 @@ def _compare(name: str, got: Any, reference: torch.Tensor, atol: float,
     expected = _numpy(reference).astype(np.float64)
     actual = np.asarray(got).astype(np.float64)
     if actual.shape != expected.shape:
-        return (f"{name}: shape {list(actual.shape)} in ONNX Runtime, {list(expected.shape)} "
-                "in torch")
+        return (f"{name}: shape {dims_text(actual.shape)} in ONNX Runtime, "
+                f"{dims_text(expected.shape)} in torch")
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
         diff = np.where(same, 0.0, np.abs(actual - expected))
@@ -277,7 +278,7 @@ def _batch_parity(got: list[Any], reference: list[torch.Tensor], batch: int,
         if passed and not compared.ok:
             result.problems.append(
                 f"ONNX Runtime matches torch at the export's batch but differs by "
-                f"{compared.max_abs_error:.3g} on {name} at batch {batch}, beyond --atol "
+                f"{compared.max_abs_error:.3g} on {name} at batch {batch}, beyond `atol` "
                 f"{result.atol:g} (did the exporter record the batch size as a constant?)")
 
 

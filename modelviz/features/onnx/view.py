@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelviz.core.formatting import human_bytes
+from modelviz.core.formatting import dims_text, human_bytes
 from modelviz.escape import printable
 
 if TYPE_CHECKING:
@@ -15,10 +15,6 @@ if TYPE_CHECKING:
 
 #: Op types listed by name in the node line; the rest are summed as "N more".
 TOP_OPS = 8
-
-
-def dims_text(shape: list[int | str]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def ops_text(counts: dict[str, int], top: int = TOP_OPS) -> str:

@@ -11,72 +11,30 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelviz.core.specs import check_tolerance
+from modelviz.core.stages import Stage, quiet
 from modelviz.errors import ModelvizError, one_line
+from modelviz.features.report.parts import (
+    PARTS,
+    ActivationsPart,
+    GraphPart,
+    OnnxPart,
+    Part,
+    Report,
+    SummaryPart,
+)
 from modelviz.output import atomic_folder, check_replaceable, write_text
 
 if TYPE_CHECKING:
     from modelviz.core.records import Trace
     from modelviz.core.session import Prepared
-    from modelviz.features.activations.stats import ActivationReport
     from modelviz.features.summary.summary import Summary
 
-PARTS = ("summary", "graph", "activations", "onnx")
-Stage = Callable[[str], AbstractContextManager[None]]
-
-
-@dataclass
-class Part:
-    """One artifact: the files written, or why it could not be made."""
-
-    name: str
-    files: list[Path] = field(default_factory=list)
-    error: str | None = None  # the part could not be made
-    problem: str | None = None  # made, but a check failed (ONNX parity beyond --atol)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        return "failed" if self.error else "check failed" if self.problem else "ok"
-
-    def to_dict(self, folder: Path) -> dict[str, Any]:
-        return {"status": self.status, "error": self.error, "problem": self.problem,
-                "files": [_relative(f, folder) for f in self.files], **self.data}
-
-
-@dataclass
-class Report:
-    folder: Path
-    model: str
-    inputs: list[dict[str, Any]]
-    parts: dict[str, Part]
-    index: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(part.status == "ok" for part in self.parts.values())
-
-    @property
-    def failed(self) -> list[Part]:
-        return [part for part in self.parts.values() if part.status != "ok"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": "modelviz.report/1", "model": self.model, "inputs": self.inputs,
-                "folder": str(self.folder),
-                "ok": self.ok, "index": _relative(self.index, self.folder) if self.index else None,
-                "parts": {name: part.to_dict(self.folder) for name, part in self.parts.items()}}
-
-
-def _relative(path: Path, folder: Path) -> str:
-    try:
-        return str(path.relative_to(folder))
-    except ValueError:
-        return str(path)
+__all__ = ["PARTS", "REPORT_FILES", "ActivationsPart", "GraphPart", "OnnxPart", "Part", "Report",
+           "Stage", "SummaryPart", "build", "check_folder"]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -92,11 +50,6 @@ def _attempt(part: Part) -> Iterator[None]:
         yield
     except Exception as exc:  # whatever failed, it is this part alone that did
         part.error = _one_line(exc)
-
-
-@contextlib.contextmanager
-def _quiet(_: str) -> Iterator[None]:
-    yield
 
 
 #: Everything a report writes; a folder holding anything else is not replaced.
@@ -138,9 +91,10 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
           depth: int | None = None, onnx: bool = True, exporter: str = "auto",
           opset: int | None = None, atol: float | None = None, static: bool = False,
           max_channels: int = 16, train: bool = False, dot: str | Path | None = None,
-          stage: Stage = _quiet) -> Report:
+          stage: Stage = quiet, terms: Callable[[str], str] = str) -> Report:
     """Write the report's files into ``folder``; a forward pass that fails ends it (nothing
-    can be shown), any other failure is recorded in its part."""
+    can be shown), any other failure is recorded in its part. ``terms`` rewords the parts'
+    messages for the page and report.json (the CLI passes its flags for parameter names)."""
     from modelviz.core.session import run
     from modelviz.features.activations.measure import activation_probe as make_activation_probe
     from modelviz.features.activations.select import representative_modules
@@ -152,9 +106,9 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
     chosen = layers or tuple(representative_modules(prepared.model))
     graph_probe = make_graph_probe(prepared)
     probes: list[Any] = [graph_probe]
-    acts = Part("activations")
+    acts = ActivationsPart()
     activation_probe = None
-    if prepared.device.type == "meta":
+    if not prepared.has_values:
         acts.error = "the meta device has only shapes: no activations to draw."
     else:
         with _attempt(acts):
@@ -170,108 +124,88 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
         report = _write(prepared, trace, summary, staging, directory, graph_probe,
                         activation_probe, acts, chosen=chosen, depth=depth, onnx=onnx,
                         exporter=exporter, opset=opset, atol=atol, static=static, train=train,
-                        dot=dot, stage=stage)
-    report.folder = directory
-    for part in report.parts.values():
-        part.files = [directory / f.relative_to(staging) for f in part.files]
-    report.index = directory / "index.html"
+                        dot=dot, stage=stage, terms=terms)
+    report.relocate(directory)
     return report
 
 
 def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, final: Path,
-           graph_probe: Any, activation_probe: Any, acts: Part, *, chosen: tuple[str, ...],
-           depth: int | None, onnx: bool, exporter: str, opset: int | None,
-           atol: float | None, static: bool, train: bool, dot: str | Path | None,
-           stage: Stage) -> Report:
+           graph_probe: Any, activation_probe: Any, acts: ActivationsPart, *,
+           chosen: tuple[str, ...], depth: int | None, onnx: bool, exporter: str,
+           opset: int | None, atol: float | None, static: bool, train: bool,
+           dot: str | Path | None, stage: Stage, terms: Callable[[str], str]) -> Report:
     """Every part into ``directory``, then the page and report.json that list them (report.json
     names ``final``, where the folder will be)."""
-    report = Report(directory, prepared.loaded.name, summary.inputs, {})
-    report.parts["summary"] = _summary_part(summary, directory)
+    summary_part = _summary_part(summary, directory)
     with stage("Drawing the graph"):
-        report.parts["graph"] = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
-    activation_report: ActivationReport | None = None
+        graph = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
     if activation_probe is not None:
         with stage("Drawing the activations"), _attempt(acts):
-            activation_report = _activations(prepared, trace, activation_probe, chosen,
-                                             directory, acts)
-    report.parts["activations"] = acts
-    onnx_part = Part("onnx")
+            _activations(prepared, trace, activation_probe, chosen, directory, acts)
+    onnx_part = OnnxPart()
     if not onnx:
-        onnx_part.error = "skipped (--no-onnx)."
+        onnx_part.error = "skipped (`onnx=False`)."
     else:
         with stage("Exporting to ONNX and checking parity"), _attempt(onnx_part):
             _onnx(prepared, trace, directory, onnx_part, exporter=exporter, opset=opset,
                   atol=atol, static=static, train=train)
-    report.parts["onnx"] = onnx_part
+    report = Report(folder=directory, model=prepared.loaded.name, inputs=summary.inputs,
+                    summary=summary_part, graph=graph, activations=acts, onnx=onnx_part)
 
     from modelviz.features.report.html import render_index
 
-    page = render_index(report, summary, activation_report)
-    report.index = write_text(directory / "index.html", page)
+    for part in report.parts.values():
+        part.error = terms(part.error) if part.error else None
+        part.problem = terms(part.problem) if part.problem else None
+
+    report.index = write_text(directory / "index.html", render_index(report))
     written = {**report.to_dict(), "folder": str(final)}
     write_text(directory / "report.json", json.dumps(written, indent=2) + "\n")
     return report
 
 
-def _summary_part(summary: Summary, directory: Path) -> Part:
+def _summary_part(summary: Summary, directory: Path) -> SummaryPart:
     from modelviz.features.summary.data import render_json
     from modelviz.features.summary.markdown import render_markdown
     from modelviz.features.summary.options import SummaryColumns, TableOptions
 
-    part = Part("summary")
+    part = SummaryPart(summary=summary)
     options = TableOptions(columns=(SummaryColumns.flops, SummaryColumns.output_memory))
     part.files.append(write_text(directory / "summary.json", render_json(summary)))
     part.files.append(write_text(directory / "summary.md", render_markdown(summary, options)))
-    part.data = {"params": summary.totals.params, "flops": summary.totals.flops}
     return part
 
 
 def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
-                depth: int | None, dot: str | Path | None) -> Part:
+                depth: int | None, dot: str | Path | None) -> GraphPart:
     from modelviz.features.graph.draw import module_drawing
     from modelviz.output import write_bytes
 
-    part = Part("graph")
+    part = GraphPart()
     with _attempt(part):
         drawing = module_drawing(prepared, trace, probe, depth=depth, dot=dot)
-        part.data["nodes"] = len(drawing.graph.nodes) if drawing.graph is not None else 0
+        part.nodes = len(drawing.graph.nodes) if drawing.graph is not None else 0
         rendered = drawing.render("svg")
         part.files.append(write_bytes(directory / "graph.svg", rendered.data))
-        if rendered.warnings:
-            part.data["warnings"] = list(rendered.warnings)
+        part.warnings = list(rendered.warnings)
     return part
 
 
 def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str, ...],
-                 directory: Path, part: Part) -> ActivationReport:
+                 directory: Path, part: ActivationsPart) -> None:
+    """The statistics and grids; the part holds them only once both are made."""
     from modelviz.features.activations.measure import activation_report
     from modelviz.features.activations.pictures import write_images
 
     result = activation_report(prepared, trace, probe, layers=chosen)
     part.files += write_images(result, directory / "activations")
-    part.data["layers"] = [layer.to_dict() for layer in result.layers]
-    for layer in part.data["layers"]:
-        if layer["image"] is not None:
-            layer["image"] = _relative(Path(layer["image"]), directory)
-    return result
+    part.result = result
 
 
-def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: Part, *, exporter: str,
+def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: OnnxPart, *, exporter: str,
           opset: int | None, atol: float | None, static: bool, train: bool) -> None:
     from modelviz.features.onnx import export as onnx_export
 
-    result = onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
-                                opset=opset, atol=atol, dynamic_batch=not static, train=train,
-                                reference=trace.output_value)
-    part.files += [result.path, *result.data_files]
-    # paths relative to the report: it is built aside and moved, and read on other machines
-    part.data = {**result.to_dict(), "path": _relative(result.path, directory),
-                 "data_files": [_relative(f, directory) for f in result.data_files]}
-    if not result.ok:
-        failed = [p for p in result.parity or [] if not p.ok]
-        worst = max(failed, key=lambda p: p.max_abs_error, default=None)
-        if worst is not None:
-            part.problem = (f"ONNX Runtime and torch disagree: {worst.output} differs by "
-                            f"{worst.max_abs_error:.3g} (--atol {result.atol:g}).")
-        else:  # batch + 1's values, or a file ONNX Runtime cannot run: say which
-            part.problem = "the ONNX checks failed: " + "; ".join(result.problems) + "."
+    part.record(onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
+                                   opset=opset, atol=atol, dynamic_batch=not static,
+                                   train=train, reference=trace.output_value))

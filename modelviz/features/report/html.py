@@ -17,9 +17,15 @@ from modelviz.features.summary.cells import HEADERS, cells, column_keys
 from modelviz.features.summary.options import SummaryColumns, TableOptions
 
 if TYPE_CHECKING:
-    from modelviz.features.activations.stats import ActivationReport
-    from modelviz.features.report.build import Part, Report
-    from modelviz.features.summary.summary import Summary
+    from modelviz.features.onnx.result import ExportResult
+    from modelviz.features.report.parts import (
+        ActivationsPart,
+        GraphPart,
+        OnnxPart,
+        Part,
+        Report,
+        SummaryPart,
+    )
 
 COLUMNS = (SummaryColumns.flops, SummaryColumns.output_memory)
 
@@ -95,8 +101,9 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int], css: st
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _summary(summary: Summary, part: Part) -> tuple[str, str]:
+def _summary(part: SummaryPart) -> tuple[str, str]:
     """The totals, shown first, and the layer table, shown last (it is long)."""
+    summary = part.summary
     options = TableOptions(columns=COLUMNS)
     keys = column_keys(options.columns)
     headers = [HEADERS["layer"]] + [HEADERS[k] for k in keys]
@@ -121,10 +128,10 @@ def _inline_svg(path: Path) -> str:
     return text[start:] if start >= 0 else ""
 
 
-def _graph(part: Part) -> str:
+def _graph(part: GraphPart) -> str:
     body = _failure(part)
     if part.files:
-        nodes = part.data.get("nodes", 0)
+        nodes = part.nodes or 0
         body += ('<p class="tools"><button data-zoom="1.25">+</button>'
                  '<button data-zoom="0.8">−</button><button data-zoom="0">fit</button>'
                  '<span id="zoom" class="muted"></span> <span class="muted">· ctrl + wheel '
@@ -133,52 +140,49 @@ def _graph(part: Part) -> str:
     return f'<section id="graph"><h2>Graph</h2>{body}</section>'
 
 
-def _onnx(part: Part) -> str:
+def _onnx(part: OnnxPart) -> str:
     body = _failure(part)
-    data = part.data
-    if data.get("parity") is not None or data.get("inputs"):
-        facts = [["File", f'<a href="{_e(Path(data["path"]).name)}">{_e(Path(data["path"]).name)}'
-                  f"</a> ({_e(human_bytes(data.get('file_bytes', 0)))})"],
-                 ["Exporter", _e(data.get("exporter", "–"))],
-                 ["Opset", _e(data.get("opset", "–"))],
-                 ["Nodes", _e(data.get("node_count", "–"))]]
+    result = part.result
+    if result is not None and (result.parity is not None or result.inputs):
+        name = result.path.name
+        facts = [["File", f'<a href="{_e(name)}">{_e(name)}</a> '
+                  f"({_e(human_bytes(result.file_bytes))})"],
+                 ["Exporter", _e(result.exporter)],
+                 ["Opset", _e(result.opset)],
+                 ["Nodes", _e(result.node_count)]]
         body += _table(["", ""], facts, set(), "facts")
-        io_rows = [[_e(kind), f"<code>{_e(t['name'])}</code>", _e(t.get("dtype", "")),
-                    _e(t.get("shape", ""))]
-                   for kind in ("inputs", "outputs") for t in data.get(kind, [])]
+        io_rows = [[_e(kind), f"<code>{_e(t.name)}</code>", _e(t.dtype), _e(t.shape)]
+                   for kind, tensors in (("inputs", result.inputs), ("outputs", result.outputs))
+                   for t in tensors]
         body += "<h3>Inputs and outputs</h3>" + _table(["", "Name", "Type", "Shape"], io_rows,
                                                        set())
-        body += _onnx_parity(data)
-        ops = sorted((data.get("op_counts") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        body += _onnx_parity(result)
+        ops = sorted(result.op_counts.items(), key=lambda kv: (-kv[1], kv[0]))
         if ops:
             body += "<h3>Operators</h3><p class=\"mono\">" + ", ".join(
                 f"{_e(op)} ×{n}" for op, n in ops) + "</p>"
     return f'<section id="onnx"><h2>ONNX</h2>{body}</section>'
 
 
-def _onnx_parity(data: dict[str, Any]) -> str:
+def _onnx_parity(result: ExportResult) -> str:
     """Parity rows at the export's batch and, on a dynamic batch, at batch + 1; a pass on a
-    constant output is marked apart from one that proves something (report.json before the
-    batch parity and the informative flag existed lacks them: read with .get)."""
-    parity = [*(data.get("parity") or []), *(data.get("batch_parity") or [])]
+    constant output is marked apart from one that proves something."""
+    parity = [*(result.parity or []), *(result.batch_parity or [])]
     if not parity:
         return ""
-    batches = data.get("batch_parity") is not None
+    batches = result.batch_parity is not None
     rows, classes = [], []
     for p in parity:
-        informative = p.get("informative", True)
-        batch = p.get("batch")
-        rows.append(([_e(batch if batch is not None else "–")] if batches else [])
-                    + [f"<code>{_e(p['output'])}</code>", _e(f"{p['max_abs_error']:.3g}"),
-                       _e(f"{p['max_rel_error']:.3g}"),
-                       "<b>over</b>" if not p["ok"] else "ok" if informative
+        rows.append(([_e(p.batch if p.batch is not None else "–")] if batches else [])
+                    + [f"<code>{_e(p.output)}</code>", _e(f"{p.max_abs_error:.3g}"),
+                       _e(f"{p.max_rel_error:.3g}"),
+                       "<b>over</b>" if not p.ok else "ok" if p.informative
                        else "ok, uninformative"])
-        classes.append("bad" if not p["ok"] else "" if informative else "dead")
+        classes.append("bad" if not p.ok else "" if p.informative else "dead")
     headers = (["Batch"] if batches else []) + ["Output", "Max abs error", "Max rel error", ""]
     shift = 1 if batches else 0
-    reasons = dict.fromkeys(p["uninformative_reason"] for p in parity
-                            if p.get("uninformative_reason"))
-    return (f"<h3>Parity with torch (ONNX Runtime, atol {_e(data.get('atol'))})</h3>"
+    reasons = dict.fromkeys(p.uninformative for p in parity if p.uninformative)
+    return (f"<h3>Parity with torch (ONNX Runtime, atol {_e(result.atol)})</h3>"
             + _table(headers, rows, {shift + 1, shift + 2} | ({0} if batches else set()),
                      row_classes=classes)
             + "".join(f'<p class="muted">Uninformative: {_e(r)}, so this check proves next to '
@@ -189,8 +193,9 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-def _activations(part: Part, result: ActivationReport | None) -> str:
+def _activations(part: ActivationsPart) -> str:
     body = _failure(part)
+    result = part.result
     if result is not None:
         rows, classes, figures = [], [], []
         for layer in result.layers:
@@ -211,14 +216,15 @@ def _activations(part: Part, result: ActivationReport | None) -> str:
     return f'<section id="activations"><h2>Activations</h2>{body}</section>'
 
 
-def render_index(report: Report, summary: Summary, activations: ActivationReport | None) -> str:
+def render_index(report: Report) -> str:
+    """The whole page, from the report's typed parts (each holds what its section shows)."""
     badges = "".join(_badge(p) for p in report.parts.values())
-    parts = report.parts
-    totals, layers = _summary(summary, parts["summary"])
-    body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(summary.trace.model_type)} · "
-            f"{_e(inputs_label(report.inputs))} · {_e(summary.trace.device)}</p><p>{badges}</p>"
-            + totals + _graph(parts["graph"]) + _onnx(parts["onnx"])
-            + _activations(parts["activations"], activations) + layers)
+    trace = report.summary.summary.trace
+    totals, layers = _summary(report.summary)
+    body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(trace.model_type)} · "
+            f"{_e(inputs_label(report.inputs))} · {_e(trace.device)}</p><p>{badges}</p>"
+            + totals + _graph(report.graph) + _onnx(report.onnx)
+            + _activations(report.activations) + layers)
     title = f"modelviz report: {report.model}"
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
             f'</title><meta name="viewport" content="width=device-width,initial-scale=1">'

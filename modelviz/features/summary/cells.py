@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelviz.core.flops import macs
 from modelviz.core.formatting import count, human, human_bytes, inputs_text, shape_text
 from modelviz.escape import printable
 from modelviz.features.summary.options import SummaryColumns
@@ -75,7 +76,7 @@ def cells(row: Row, total_params: int, columns: tuple[SummaryColumns, ...]) -> L
         if total_params and params else "–",
         SummaryColumns.trainable: _trainable(row),
         SummaryColumns.flops: human(row.total("flops")) if row.total("flops") else "–",
-        SummaryColumns.macs: human(row.total("flops") // 2) if row.total("flops") else "–",
+        SummaryColumns.macs: human(macs(row.total("flops"))) if row.total("flops") else "–",
         SummaryColumns.output_memory: human_bytes(row.total("output_bytes"))
         if call else "–",
     }

@@ -8,24 +8,12 @@ terminal.
 
 from __future__ import annotations
 
-from modelviz.core.formatting import count, mb
-from modelviz.core.records import TensorMeta, Tree
+from modelviz.core.formatting import count, mb, shape_text
 from modelviz.escape import printable
 from modelviz.features.summary.summary import Summary, counted_in_memory
 
 RULE = "-" * 64
 DOUBLE_RULE = "=" * 64
-
-
-def _shape(tree: Tree) -> str:
-    """``[-1, 64, 224, 224]``; torchsummary's list of lists for tuple outputs."""
-    if isinstance(tree, TensorMeta):
-        return str([-1, *tree.shape[1:]])
-    if isinstance(tree, (tuple, list)):
-        return "[" + ", ".join(_shape(t) for t in tree) + "]"
-    if isinstance(tree, dict):
-        return "{" + ", ".join(f"'{k}': {_shape(v)}" for k, v in tree.items()) + "}"
-    return "None"
 
 
 def render_classic(summary: Summary) -> str:
@@ -38,8 +26,9 @@ def render_classic(summary: Summary) -> str:
     for number, call in enumerate(calls, start=1):
         record = trace.modules[call.module]
         own = record.params + record.shared_params  # a tied weight shows on each of its users
+        shape = shape_text(call.output, classic=True)  # torchsummary's [-1, 64, 112, 112]
         lines.append("{:>20}  {:>25} {:>15}".format(
-            f"{printable(record.type)}-{number}", printable(_shape(call.output)), count(own)))
+            f"{printable(record.type)}-{number}", printable(shape), count(own)))
     totals = summary.totals
     lines += [
         DOUBLE_RULE,

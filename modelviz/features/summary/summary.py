@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelviz.core.flops import macs
 from modelviz.core.hierarchy import fold_label, fold_runs, ordered_children
 from modelviz.core.records import ModuleRecord, Trace, dtypes_json, shapes_json
 
@@ -55,7 +56,7 @@ def compute_totals(trace: Trace) -> Totals:
         trainable_params=trace.trainable_params,
         non_trainable_params=trace.params - trace.trainable_params,
         flops=trace.flops,
-        macs=trace.flops // 2,
+        macs=macs(trace.flops),
         input_size_mb=input_mb,
         forward_backward_size_mb=forward_backward_mb,
         params_size_mb=params_mb,
@@ -122,7 +123,7 @@ def layer_dict(record: ModuleRecord) -> dict[str, Any]:
         "params_own": record.params,
         "trainable": record.trainable_total,
         "flops": record.flops,
-        "macs": record.flops // 2,
+        "macs": macs(record.flops),
         "output_bytes": record.output_bytes,
         "kernel_size": record.extra.get("kernel_size"),
         "shared": dict(record.shared),

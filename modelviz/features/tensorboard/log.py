@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelviz.errors import DeviceError, MissingToolError, OutputError, one_line
+from modelviz.core.devices import require_values
+from modelviz.errors import MissingToolError, OutputError, one_line
 from modelviz.features.summary.summary import Summary
 from modelviz.output import commit_files, exclusive, staging_dir
 
@@ -87,13 +88,12 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
     would list it as a run) and move in only when complete, so a failure leaves no truncated
     event file for TensorBoard to choke on; a second writer of the same run fails at once.
     """
-    if any(p.is_meta for p in model.parameters()):
-        raise DeviceError("a TensorBoard log needs real weights, and the model is on the meta "
-                          "device.", "Use --device cpu (or cuda).")
+    require_values(model, "a TensorBoard log needs real weights, and the model is on the meta "
+                   "device.", "Use `device=cpu` (or cuda).")
     folder = Path(logdir)
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"--logdir {folder} is a file, not a folder.",
-                          "Give a folder, e.g. --logdir runs/resnet18.")
+        raise OutputError(f"`logdir={folder}` is a file, not a folder.",
+                          "Give a folder, e.g. `logdir=runs/resnet18`.")
     result = TensorboardLog(folder)
     with exclusive(folder):
         staging = staging_dir()
@@ -159,9 +159,8 @@ def write_run(prepared: Prepared, logdir: str | Path, *, layers: Sequence[str] =
     from modelviz.features.summary.summary import summarize
 
     chosen_layers, chosen_types = tuple(layers), tuple(types)
-    if prepared.device.type == "meta":
-        raise DeviceError("a TensorBoard log needs real weights and activations, and the meta "
-                          "device has only shapes.", "Use --device cpu (or cuda).")
+    prepared.require_values("a TensorBoard log needs real weights and activations, and the meta "
+                            "device has only shapes.", "Use `device=cpu` (or cuda).")
     if not chosen_layers and not chosen_types:
         chosen_layers = tuple(representative_modules(prepared.model))
     probe = activation_probe(prepared, layers=chosen_layers, types=chosen_types, images=True,
