@@ -1,1 +1,3 @@
-"""TODO"""
+"""``modelviz activations``: which layers (select), their statistics from the pass (stats,
+measure), their pictures (pictures) and the table (view).
+"""

@@ -1,1 +1,2 @@
-"""TODO"""
+"""``modelviz diff``: two summaries compared (compare), as a table or Markdown (view).
+"""

@@ -1,1 +1,2 @@
-"""TODO"""
+"""``modelviz tensorboard``: a TensorBoard run from one pass (log) and what it wrote (view).
+"""
