@@ -65,6 +65,13 @@ def flags(message: str) -> str:
     return cli_terms(message, FLAGS)
 
 
+def echo_json(data: object) -> None:
+    """``--json`` on stdout, its messages in the CLI's words as on stderr."""
+    import json
+
+    typer.echo(flags(json.dumps(data, indent=2)))
+
+
 def _line(label: str, style: str, message: str, fix: str | None = None) -> Text:
     """``label: message fix`` in the CLI's words, with control characters shown as escapes."""
     from rich.text import Text

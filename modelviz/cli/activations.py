@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._console import echo_json, note, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -97,7 +97,6 @@ def activations(
         raise SpecError("--hist draws into the layer images, and --no-images draws none.",
                         "Drop one of them.")
 
-    import json
 
     from modelviz.core.session import prepare_image
     from modelviz.features.activations.measure import measure_activations
@@ -134,7 +133,7 @@ def activations(
     elif not layers and not types and not no_images:
         note("statistics of every module; choose layers with --layer or --type to draw them")
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
     else:
         from modelviz.features.activations.view import render_report
 

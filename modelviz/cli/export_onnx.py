@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._console import echo_json, note, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -80,7 +80,6 @@ def export_onnx(
         check_output(output)
     check_tolerance(atol)
 
-    import json
 
     from modelviz.features.onnx import export as onnx_export
     from modelviz.features.onnx.view import render_export
@@ -98,7 +97,7 @@ def export_onnx(
     for message in result.notes:
         note(message)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
     else:
         print_out(render_export(result))
     if not result.ok:

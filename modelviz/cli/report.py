@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import flags, note, print_out, spinner
+from modelviz.cli._console import echo_json, flags, note, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -68,7 +68,6 @@ def report(
     Example: modelviz report resnet18 -o report/
     """
     opts = ModelOptions.from_locals(locals())
-    import json
 
     from modelviz.core.specs import check_tolerance
     from modelviz.features.report import build as reports
@@ -86,7 +85,7 @@ def report(
                            atol=atol, static=static, max_channels=max_channels,
                            train=opts.train, stage=stage, terms=flags)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
     else:
         print_out(render_report(result, output, terms=flags))
         note(f"open {output / 'index.html'}")

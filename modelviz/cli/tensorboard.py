@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import note, print_out, spinner
+from modelviz.cli._console import echo_json, note, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -62,7 +62,6 @@ def tensorboard(
     Example: modelviz tensorboard resnet18 --logdir runs/resnet18 && tensorboard --logdir runs
     """
     opts = ModelOptions.from_locals(locals())
-    import json
 
     from modelviz.features.tensorboard.log import write_run
     from modelviz.features.tensorboard.view import render_log
@@ -75,7 +74,7 @@ def tensorboard(
     for part, reason in written.skipped.items():
         note(f"no {part}: {reason}")
     if as_json:
-        typer.echo(json.dumps(written.to_dict(), indent=2))
+        echo_json(written.to_dict())
         return
     print_out(render_log(written, logdir, graph=graph, histograms=histograms))
     note(f"view it: tensorboard --logdir {logdir.parent if str(logdir.parent) != '.' else logdir}")
