@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torchvision
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from modelviz import api
 from modelviz.core import engine
@@ -17,12 +19,29 @@ from sample_models.seeds import Net, SmallConvNet
 from sample_models.transformer import TinyTransformer
 
 
+#: FlopCounterMode has no formula for the kernel ``scaled_dot_product_attention`` runs on the
+#: CPU, so on its own it counts a transformer's attention as 0 there (and not on meta or cuda).
+#: The two oracles disagree on vit_b_16: FlopCounterMode on cpu says 33.70 G, torchvision
+#: publishes 17.564 GMACs = 35.13 G, which is what FlopCounterMode says on meta. torchvision is
+#: right; the reference below is FlopCounterMode given torch's own attention formula for that
+#: kernel, which is what modelviz does.
+def _sdpa_shapes(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+    """torch's own attention count, on the shapes FlopCounterMode hands a custom formula."""
+    return int(sdpa_flop_count(query, key, value))  # type: ignore[no-untyped-call]  # torch
+
+
+CPU_ATTENTION = ({torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_shapes}
+                 if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")
+                 else {})
+
+
 def _reference(model: nn.Module, *args: torch.Tensor) -> FlopCounterMode:
     """FlopCounterMode on the same computation as ours: without nn.MultiheadAttention's fused
-    fast path, whose single op FlopCounterMode cannot see into (the engine turns it off too)."""
+    fast path, whose single op FlopCounterMode cannot see into (the engine turns it off too),
+    and with the CPU attention kernel counted (``CPU_ATTENTION``)."""
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
         with torch.no_grad(), counter:
             model(*args)
     finally:
@@ -105,3 +124,74 @@ def test_gru_bidirectional_and_unbatched() -> None:
     first = 2 * 3 * 20 * (10 + 20)
     second = 2 * 3 * 20 * (40 + 20)
     assert trace.flops == (first + second) * 7 * 2
+
+
+class _Attention(nn.Module):
+    """Attention alone: q, k, v of (batch, heads, length, dim) through the fused kernel."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_attention_flops_by_hand(device: str) -> None:
+    """Q·Kᵀ is (L x D)·(D x S) per head and P·V is (L x S)·(S x V): 2·L·S·D + 2·L·S·V FLOPs per
+    head and sample, whichever kernel runs (the CPU's flash kernel, or the math path on meta)."""
+    batch, heads, length, source, dim, vdim = 2, 4, 16, 24, 8, 12
+    trace = api.trace(_Attention(), (heads, length, dim), (heads, source, dim),
+                      (heads, source, vdim), batch_size=batch, device=device)
+    by_hand = batch * heads * (2 * length * source * dim + 2 * length * source * vdim)
+    assert trace.flops == by_hand == 2 * 4 * (2 * 16 * 24 * 8 + 2 * 16 * 24 * 12)
+    assert trace.uncounted == {}
+
+
+def test_vit_counts_attention_on_cpu_as_published() -> None:
+    """torchvision publishes vit_b_16 at 17.564 GMACs; the same model on cpu and meta agrees."""
+    published = torchvision.models.get_model_weights("vit_b_16").DEFAULT.meta["_ops"]
+    cpu = api.summary("vit_b_16", device="cpu").totals
+    meta = api.summary("vit_b_16", device="meta").totals
+    assert cpu.flops == meta.flops
+    assert round(cpu.macs / 1e9, 3) == published == 17.564
+
+
+class _FusedMHA(nn.Module):
+    """Calls the fused multi-head attention kernel, which has no FLOP formula, directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attn
+        out: torch.Tensor = torch._native_multi_head_attention(
+            x, x, x, 16, 2, a.in_proj_weight, a.in_proj_bias, a.out_proj.weight,
+            a.out_proj.bias, need_weights=False)[0]
+        return out
+
+
+def test_an_op_without_formula_is_said_not_counted() -> None:
+    """A kernel that multiplies matrices but has no formula is named, never a silent zero."""
+    from modelviz.features.summary.markdown import render_markdown
+    from modelviz.features.summary.options import TableOptions
+
+    summary = api.summary(nn.Sequential(_FusedMHA()), (5, 16))
+    assert summary.trace.uncounted == {"aten::_native_multi_head_attention": ["0"]}
+    assert summary.to_dict()["not_counted"] == {"aten::_native_multi_head_attention": ["0"]}
+    assert ("! not counted in FLOPs (no formula): aten::_native_multi_head_attention in 0"
+            in str(summary).splitlines())
+    assert ("**Not counted in FLOPs** (no formula): `aten::_native_multi_head_attention` in `0`."
+            in render_markdown(summary, TableOptions()))
+    ordinary = api.summary(nn.Sequential(nn.Linear(4, 4), nn.Upsample(scale_factor=2,
+                                                                      mode="linear")), (2, 4))
+    assert ordinary.trace.uncounted == {} and "not_counted" in ordinary.to_dict()
+
+
+@pytest.mark.parametrize("name", ["swin_t", "regnet_y_400mf", "vit_b_32", "efficientnet_b0",
+                                  "maxvit_t"])
+def test_cpu_totals_match_torchvision_published(name: str) -> None:
+    """torchvision's GFLOPS column (``meta["_ops"]``) is multiply-adds at the weights' crop
+    size: an oracle from outside for every family, attention included, on the CPU."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    size = weights.transforms().crop_size[0]
+    totals = api.summary(name, f"3x{size}x{size}", device="cpu").totals
+    assert round(totals.macs / 1e9, 3) == weights.meta["_ops"]

@@ -166,7 +166,9 @@ class _Pass:
         self.formulas: list[ShapeFormula | None] = []
         self.finished = 0
         self.total_flops = 0
-        self.counter = FlopCounter(self.add_flops) if count_flops else None
+        #: op -> the modules it ran in, for ops the counter has no formula for (flops.uncountable)
+        self.uncounted: dict[str, list[str]] = {}
+        self.counter = FlopCounter(self.add_flops, self.miss) if count_flops else None
         self.counting = False  # counting is on (the counter may be paused for a leaf)
         self.paused = False  # the counter is off the mode stack while a stock leaf runs
 
@@ -174,6 +176,12 @@ class _Pass:
         self.total_flops += flops
         for call in self.stack:
             call.flops += flops
+
+    def miss(self, op: str) -> None:
+        where = self.stack[-1].module if self.stack else ""
+        modules = self.uncounted.setdefault(op, [])
+        if where not in modules:
+            modules.append(where)
 
     def start_counting(self) -> None:
         if self.counter is not None and not self.counting:
@@ -418,7 +426,7 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         inputs=[describe(a) for a in args] + ([describe(kwargs)] if kwargs else []),
         output=describe(output), device=str(run_device),
         dtype=dtype_name(dtype) if dtype is not None else "float32", elapsed_s=elapsed,
-        peak_memory_bytes=peak, flops=state.total_flops,
+        peak_memory_bytes=peak, flops=state.total_flops, uncounted=state.uncounted,
         output_value=output if keep_output else None,
     )
     for probe in probes:

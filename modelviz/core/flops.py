@@ -7,12 +7,21 @@ in a leaner dispatch mode, and we step out of it for the standard leaf layers (`
 apply the very formula FlopCounterMode would, to the shapes the module saw. Totals equal
 FlopCounterMode's; the tests check that on several torchvision models.
 
-One addition: nn.LSTM, nn.GRU and nn.RNN run as one fused op that FlopCounterMode counts as zero;
-we count their matrix products (2 FLOPs per multiply-add, as for Linear).
+Two additions, so that no fused kernel counts as zero:
+- nn.LSTM, nn.GRU and nn.RNN run as one fused op that FlopCounterMode counts as zero; we count
+  their matrix products (2 FLOPs per multiply-add, as for Linear).
+- ``scaled_dot_product_attention`` on the CPU runs ``_scaled_dot_product_flash_attention_for_cpu``
+  (and on other backends ``_scaled_dot_product_fused_attention_overrideable``), which torch's
+  registry has no formula for: a model's attention vanished on cpu and not on meta or cuda. We
+  count them with torch's own attention formula, so the totals are the same on every device.
+
+Any other op without a formula whose name says it multiplies matrices (attention, conv, mm,
+linear, rnn, quantized kernels...) is reported through ``uncounted`` instead of passing as zero.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +32,34 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
 
 _aten = torch.ops.aten
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+def _formulas() -> dict[Any, Callable[..., int]]:
+    """torch's registry, plus the fused attention kernels it has no entry for, counted with
+    its own attention formulas (their first arguments are the same: query, key, value; for the
+    backward, grad_out first). torch's registry itself is left as it is."""
+    table = dict(flop_registry)
+    forward = flop_registry.get(_aten._scaled_dot_product_flash_attention)
+    backward = flop_registry.get(_aten._scaled_dot_product_flash_attention_backward)
+    extra = {"_scaled_dot_product_flash_attention_for_cpu": forward,
+             "_scaled_dot_product_fused_attention_overrideable": forward,
+             "_scaled_dot_product_flash_attention_for_cpu_backward": backward,
+             "_scaled_dot_product_fused_attention_overrideable_backward": backward}
+    for name, formula in extra.items():
+        packet = getattr(_aten, name, None)  # absent from older torch
+        if packet is not None and formula is not None and packet not in table:
+            table[packet] = formula
+    return table
+
+
+FORMULAS = _formulas()
+
+#: Ops whose name says they multiply matrices: without a formula they would count zero FLOPs
+#: where the model does most of its arithmetic, so they are reported instead.
+_HEAVY = re.compile(r"attention|conv(?!ert)|mm|matmul|linear|einsum|rnn|lstm|gru|gemm|"
+                    r"transformer|tensordot|^v?dot$")
+#: ...except resampling, whose names say "linear" for the interpolation it does.
+_RESAMPLING = re.compile(r"upsample|interp|grid_sampl")
 
 #: Leaf modules whose forward runs no op that FlopCounterMode counts: zero FLOPs, no need to watch.
 _ZERO_FLOP_TYPES: tuple[type[nn.Module], ...] = (
@@ -134,13 +171,27 @@ _ZERO_FLOP_SET = frozenset(_ZERO_FLOP_TYPES)
 _CONV_SET = frozenset(_CONV_TYPES)
 
 
-class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
-    """Counts each op with FlopCounterMode's registry and hands the count to ``sink``."""
+def uncountable(func: Any) -> str | None:
+    """The name of an op that has no formula, does not decompose into ops that have one, and
+    by its name does the kind of arithmetic FLOPs count; None for every other op."""
+    name = str(func.name())
+    short = name.split("::", 1)[-1].split(".", 1)[0]
+    if _HEAVY.search(short) and not _RESAMPLING.search(short):
+        return name.split(".", 1)[0]
+    return None
 
-    def __init__(self, sink: Callable[[int], None]) -> None:
+
+class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
+    """Counts each op with FlopCounterMode's registry (and ``FORMULAS``' additions) and hands
+    the count to ``sink``; an op it cannot count but should goes to ``missed``."""
+
+    def __init__(self, sink: Callable[[int], None],
+                 missed: Callable[[str], None] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.sink = sink
+        self.missed = missed
         self._decomposable: dict[Any, bool] = {}
+        self._heavy: dict[Any, str | None] = {}
 
     def _can_decompose(self, func: Any) -> bool:
         known = self._decomposable.get(func)
@@ -152,7 +203,7 @@ class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch'
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        formula = flop_registry.get(func._overloadpacket)
+        formula = FORMULAS.get(func._overloadpacket)
         if formula is None:
             # Like FlopCounterMode: an op without a formula may decompose into ops with one.
             if self._can_decompose(func):
@@ -160,6 +211,12 @@ class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch'
                     result = func.decompose(*args, **kwargs)
                 if result is not NotImplemented:
                     return result
+            if self.missed is not None:
+                if func not in self._heavy:
+                    self._heavy[func] = uncountable(func)
+                heavy = self._heavy[func]
+                if heavy is not None:
+                    self.missed(heavy)
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         flops = formula(*args, **kwargs, out_val=out)

@@ -192,6 +192,9 @@ class Trace:
     elapsed_s: float = 0.0
     peak_memory_bytes: int | None = None  # measured on CUDA only
     flops: int = 0  # the whole pass, as FlopCounterMode would count it
+    #: ops that do matrix arithmetic but have no FLOP formula -> the modules they ran in ("" is
+    #: the model's own forward): their FLOPs are missing from ``flops``, and the summary says so
+    uncounted: dict[str, list[str]] = field(default_factory=dict)
     output_value: Any = None  # the real output, kept only when asked for
     probes: dict[str, Any] = field(default_factory=dict)  # results of optional probes by name
 

@@ -9,7 +9,7 @@ from modelviz.core.formatting import totals_lines
 from modelviz.escape import md_code, md_text
 from modelviz.features.summary.cells import HEADERS, cells, column_keys
 from modelviz.features.summary.options import TableOptions
-from modelviz.features.summary.summary import Summary
+from modelviz.features.summary.summary import ROOT_PLACE, Summary
 
 
 def render_markdown(summary: Summary, options: TableOptions) -> str:
@@ -28,4 +28,8 @@ def render_markdown(summary: Summary, options: TableOptions) -> str:
     for param, owner in summary.shared_parameters():
         lines.append(f"\n\\* {md_code(param, table=False)} is {md_code(owner, table=False)}: "
                      "counted once.")
+    for op, where in summary.not_counted():
+        places = ", ".join(w if w == ROOT_PLACE else md_code(w, table=False) for w in where)
+        lines.append(f"\n**Not counted in FLOPs** (no formula): {md_code(op, table=False)} in "
+                     f"{places}.")
     return "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from modelviz.core.session import Prepared
 
 MB = 1024**2
+#: Where an uncounted op ran when it ran in the root module's own ``forward``.
+ROOT_PLACE = "the model's forward"
 SCHEMA = "modelviz.summary/1"
 
 
@@ -151,6 +153,13 @@ class Summary:
         return [(f"{r.name}.{p}" if r.name else p, owner)
                 for r in self.trace.modules.values() for p, owner in r.shared.items()]
 
+    def not_counted(self) -> list[tuple[str, list[str]]]:
+        """(op, where it ran) for each op that does matrix arithmetic but has no FLOP formula:
+        the FLOPs figure is missing its work, and every output says so beside it. Where is a
+        module's name, or ``the model's forward`` for code in the root's own ``forward``."""
+        return [(op, [m or ROOT_PLACE for m in modules])
+                for op, modules in self.trace.uncounted.items()]
+
     def __str__(self) -> str:
         from modelviz.features.summary.options import TableOptions
         from modelviz.features.summary.table import plain_text, render_table
@@ -170,6 +179,7 @@ class Summary:
             "outputs": shapes_json(self.trace.output),
             "totals": self.totals.as_dict(),
             "layers": [layer_dict(r) for r in self.trace.modules.values() if r.name],
+            "not_counted": dict(self.trace.uncounted),
         }
 
 

@@ -45,6 +45,9 @@ def render_table(summary: Summary, options: TableOptions) -> Group:
         footer.add_row(label_text, value)
     notes = [Text(f"* {printable(param)} is {printable(owner)}: counted once", style="dim")
              for param, owner in summary.shared_parameters()]
+    notes += [Text(f"! not counted in FLOPs (no formula): {printable(op)} in "
+                   f"{printable(', '.join(where))}", style="yellow")
+              for op, where in summary.not_counted()]
     return Group(Text(printable(title), style="italic"), table, footer, *notes)
 
 
