@@ -43,6 +43,17 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions behind it (``raise ... from``, or raised while handling),
+    outermost first: the cause a library wraps is often the one that says what went wrong."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
 class ExitStatus(IntEnum):
     """What ``modelviz`` exits with."""
 

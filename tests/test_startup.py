@@ -36,6 +36,10 @@ CASES = [
     (["summary", "resnet18", "--dtype", "float8"], "unknown dtype"),
     (["summary", "resnet18", "--seed", "-1"], "--seed"),
     (["summary", "resnet18", "--max-params", "lots"], "--max-params"),
+    (["summary", "resnet18", "3x2-2=4"], "not a parameter name"),
+    (["summary", "resnet18", "mask=4", "3x4x4"], "comes after named size"),
+    (["graph", "resnet18", "x=3x4x4", "x=3x4x4"], "names 'x' twice"),
+    (["summary", "resnet18", "--forward-arg", "use_cache"], "--forward-arg"),
 ]
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FLAGS = {
     "model": "MODEL", "sizes": "SIZES", "device": "--device", "dtype": "--dtype",
     "batch_size": "--batch-size", "kwargs": "--kwarg", "weights": "--weights",
+    "forward_args": "--forward-arg",
     "strict=False": "--no-strict", "trust_pickle": "--trust-pickle",
     "trust_pickle=True": "--trust-pickle", "input_file": "--input-file", "seed": "--seed",
     "train": "--train", "train=True": "--train", "debug": "--debug",

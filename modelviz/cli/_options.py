@@ -27,7 +27,9 @@ ModelArg = Annotated[str, typer.Argument(
 SizesArg = Annotated[list[str] | None, typer.Argument(
     show_default=False,
     help="One size per model input, without the batch dimension: 3x224x224, 10, int64:128, "
-         "fp16:3x32x32. Default for torchvision names: the family's usual size.")]
+         "fp16:3x32x32; NAME=SIZE for a keyword input of forward, after the positional "
+         "ones: attention_mask=int64:128. Default for torchvision names: the family's usual "
+         "size.")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", rich_help_panel=PANEL,
     help="auto, cpu, cuda, cuda:N, mps, or meta (shapes and counts without memory).")]
@@ -40,6 +42,10 @@ BatchOpt = Annotated[int, typer.Option(
 KwargOpt = Annotated[list[str] | None, typer.Option(
     "--kwarg", "-k", rich_help_panel=PANEL, metavar="KEY=VALUE",
     help="Constructor argument for a class or factory (a Python literal); repeatable.")]
+ForwardArgOpt = Annotated[list[str] | None, typer.Option(
+    "--forward-arg", rich_help_panel=PANEL, metavar="KEY=VALUE",
+    help="Non-tensor keyword argument of forward, e.g. use_cache=False (a Python literal); "
+         "repeatable.")]
 WeightsOpt = Annotated[Path | None, typer.Option(
     "--weights", "-w", rich_help_panel=PANEL,
     help="State dict to load: .pt/.pth (plain or a training checkpoint) or .safetensors.")]
@@ -60,6 +66,7 @@ TrainOpt = Annotated[bool, typer.Option(
     "--train", rich_help_panel=PANEL,
     help="Run in training mode (BatchNorm batch statistics, Dropout on).")]
 
+
 @dataclass
 class ModelOptions:
     """MODEL, SIZES and how to build and run them, as the user gave them, and parsed."""
@@ -70,6 +77,7 @@ class ModelOptions:
     dtype: str | None = None
     batch_size: int = 1
     kwarg: list[str] | None = None
+    forward_arg: list[str] | None = None
     weights: Path | None = None
     strict: bool = True
     trust_pickle: bool = False
@@ -78,6 +86,7 @@ class ModelOptions:
     train: bool = False
     specs: list[InputSpec] = field(init=False, repr=False)
     kwargs: dict[str, object] = field(init=False, repr=False)
+    forward_args: dict[str, object] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Every string parsed by the torch-free parsers, before a command imports anything heavy.
@@ -86,6 +95,7 @@ class ModelOptions:
             check_seed,
             parse_device,
             parse_dtype,
+            parse_forward_args,
             parse_kwargs,
             parse_sizes,
         )
@@ -93,24 +103,25 @@ class ModelOptions:
         self.model = self.model.strip()
         self.specs = parse_sizes(self.sizes)
         self.kwargs = parse_kwargs(self.kwarg)
+        self.forward_args = parse_forward_args(self.forward_arg)
         parse_device(self.device)
         if self.dtype is not None:
             parse_dtype(self.dtype, allowed=MODEL_DTYPES)
         check_seed(self.seed)
 
     @classmethod
-    def from_locals(cls, values: dict[str, Any], **changes: Any) -> ModelOptions:
-        """The shared options out of a command's ``locals()``, which holds them by name."""
-        names = [f.name for f in fields(cls) if f.init]
-        return cls(**{name: values.get(name, "") if name == "model" else values[name]
-                      for name in names if name in values or name == "model"} | changes)
+    def from_locals(cls, values: dict[str, Any]) -> ModelOptions:
+        """The shared options out of a command's ``locals()``, which holds them by name; a
+        command without MODEL of its own (``diff A B``) fills it in per side."""
+        shared = {f.name: values[f.name] for f in fields(cls) if f.init and f.name in values}
+        return cls(**{"model": "", **shared})
 
     def prepare_options(self) -> dict[str, Any]:
         """``core.session.prepare``'s keyword arguments, from the parsed options."""
         return {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
                 "kwargs": self.kwargs, "weights": self.weights, "strict": self.strict,
                 "trust_pickle": self.trust_pickle, "input_file": self.input_file,
-                "seed": self.seed}
+                "seed": self.seed, "forward_args": self.forward_args}
 
     def prepare(self) -> Prepared:
         """Load the model and its inputs."""

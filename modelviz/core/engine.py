@@ -25,6 +25,7 @@ try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they ski
 except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
+from modelviz.core import meta
 from modelviz.core.flops import FlopCounter, ShapeFormula, shape_formula
 from modelviz.core.formatting import flat_shapes_text
 from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
@@ -250,8 +251,12 @@ class _Pass:
             for probe in self.probes:
                 probe.call_end(call, module, args, kwargs, output)
 
-    def failure(self, exc: BaseException) -> ForwardError:
+    def failure(self, exc: BaseException, device: torch.device | None = None) -> ForwardError:
         """Name the module that failed, what it was given, and what ran before it."""
+        if device is not None and device.type == "meta":
+            on_meta = self.meta_failure(exc)
+            if on_meta is not None:
+                return on_meta
         reason = one_line(f"{type(exc).__name__}: {exc}", limit=400)
         done = sorted((c for c in self.calls if c.end_index >= 0 and c.module),
                       key=lambda c: c.end_index)
@@ -272,6 +277,28 @@ class _Pass:
             f"forward pass failed {where}: {reason}{before}.",
             "Check `sizes` (given without the batch dimension) and their dtypes; "
             "`debug` shows the traceback.",
+        )
+
+
+    def meta_failure(self, exc: BaseException) -> ForwardError | None:
+        """The model needs values the meta device does not have: no size would help, so say
+        where it reads them (its line, else the running module) instead of blaming `sizes`."""
+        kernel = meta.missing_kernel(exc)
+        if kernel is None and not meta.reads_values(exc):
+            return None
+        where = meta.culprit(exc)
+        if self.stack and self.stack[-1].module:
+            record = self.records[self.stack[-1].module]
+            running = f"in {record.label} ({record.type})"
+        else:
+            running = f"in {self.records[''].type}.forward" if "" in self.records else ""
+        at = " ".join(part for part in (running, f"({where})" if where else "") if part)
+        what = (f"uses {kernel}, which has no meta implementation" if kernel
+                else "reads tensor values (.item(), if on a tensor, nonzero)")
+        return ForwardError(
+            f"the model {what}, so it cannot run on the meta device, whose tensors have shapes "
+            f"but no values{f': {at}' if at else ''}.",
+            "Run it on a real device with `device=cpu`; `debug` shows the traceback.",
         )
 
 
@@ -411,7 +438,7 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
                 state.start_counting()
                 output = placed(*args, **kwargs)
             except (Exception, SystemExit) as exc:  # the model's code calling exit() too
-                raise state.failure(exc) from exc
+                raise state.failure(exc, run_device) from exc
             finally:
                 state.stop_counting()
             _cuda_sync(run_device)

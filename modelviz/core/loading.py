@@ -18,7 +18,7 @@ import sys
 import traceback
 import typing
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz.core import untrusted, zoo
+from modelviz.core import meta, untrusted, zoo
 from modelviz.core.specs import MODEL_FILE_SUFFIXES, InputSpec
 from modelviz.core.weights import WeightsReport, load_weights
 from modelviz.errors import (
@@ -290,6 +290,44 @@ def _build(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
     raise zoo.unknown_model_error(spec)
 
 
+_SMALL_ON_CPU_NOTE = "built on meta with its small tensors on the cpu first"
+
+
+def _build_on_meta(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
+                   device: torch.device) -> LoadedModel:
+    """Build under ``torch.device("meta")``; if the building code reads tensor values (regnet
+    computes its widths with ``.tolist()``), build again with small tensors real on the cpu,
+    so the model still never allocates its large weights, and say so in a note."""
+    try:
+        with torch.device("meta"):
+            return _build(spec, kwargs, trust_pickle, device)
+    except UserCodeError as exc:
+        cause = exc.__cause__
+        if cause is None or not meta.meta_failure(cause):
+            raise
+        first = cause
+    try:
+        with meta.SmallOnCpu():
+            loaded = _build(spec, kwargs, trust_pickle, device)
+    except UserCodeError as exc:
+        cause = exc.__cause__
+        if cause is None or not meta.meta_failure(cause):
+            raise
+        where = meta.culprit(cause)
+        raise UserCodeError(
+            f"{spec} cannot be built on the meta device: its code reads the values of large "
+            f"tensors while building{f' ({where})' if where else ''}, and meta tensors have "
+            f"shapes but no values ({one_line(cause, limit=160)}).",
+            "Build it on a real device with `device=cpu`.",
+        ) from cause
+    where = meta.culprit(first, code=False)
+    loaded.notes.append(
+        f"{_SMALL_ON_CPU_NOTE}: building {loaded.name} reads tensor values"
+        f"{f' ({where})' if where else ''}, so tensors under {meta.SMALL:,} values were made on "
+        "the cpu, then moved to meta; shapes and counts only")
+    return loaded
+
+
 def load_model(spec: str | nn.Module, *, kwargs: dict[str, Any] | None = None,
                weights: str | Path | None = None, strict: bool = True,
                trust_pickle: bool = False, device: torch.device | str = "cpu",
@@ -305,12 +343,14 @@ def load_model(spec: str | nn.Module, *, kwargs: dict[str, Any] | None = None,
         loaded = LoadedModel(spec, type(spec).__name__, "instance")
         if kwargs:
             raise UserCodeError("`kwargs` cannot apply to a model instance.", "Drop kwargs.")
+    elif device.type == "meta":
+        loaded = _build_on_meta(spec.strip(), kwargs, trust_pickle, device)
     else:
-        context = torch.device("meta") if device.type == "meta" else nullcontext()
-        with context:
-            loaded = _build(spec.strip(), kwargs, trust_pickle, device)
+        loaded = _build(spec.strip(), kwargs, trust_pickle, device)
     module = loaded.module
-    if device.type == "meta" and any(not t.is_meta for t in module.state_dict().values()):
+    if loaded.notes and loaded.notes[-1].startswith(_SMALL_ON_CPU_NOTE):
+        module = module.to("meta")  # its note already says so
+    elif device.type == "meta" and any(not t.is_meta for t in module.state_dict().values()):
         loaded.notes.append("weights moved to the meta device: shapes and counts only")
         module = module.to("meta")
     if weights is not None:

@@ -17,10 +17,17 @@ from torch import nn
 
 from modelviz.core import engine
 from modelviz.core.devices import require_values, resolve_device
-from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs
+from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs, with_forward_args
 from modelviz.core.loading import LoadedModel, load_model
 from modelviz.core.records import Trace
-from modelviz.core.specs import MODEL_DTYPES, InputSpec, check_seed, parse_dtype, parse_size
+from modelviz.core.specs import (
+    MODEL_DTYPES,
+    InputSpec,
+    check_named,
+    check_seed,
+    parse_dtype,
+    parse_size,
+)
 from modelviz.errors import DeviceError, ModelvizError, SpecError
 
 if TYPE_CHECKING:
@@ -75,9 +82,14 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
             dtype: str | torch.dtype | None = None, batch_size: int = 1,
             kwargs: dict[str, Any] | None = None, weights: str | Path | None = None,
             strict: bool = True, trust_pickle: bool = False,
-            input_file: str | Path | None = None, seed: int = 0) -> Prepared:
-    """Load the model (the one place models are built) and build its inputs."""
-    specs = [as_spec(s) for s in sizes]
+            input_file: str | Path | None = None, seed: int = 0,
+            forward_args: dict[str, Any] | None = None) -> Prepared:
+    """Load the model (the one place models are built) and build its inputs.
+
+    A size ``name=spec`` is a keyword input of ``forward``; ``forward_args`` are its other,
+    non-tensor keyword arguments (``use_cache=False``), passed as they are.
+    """
+    specs = check_named([as_spec(s) for s in sizes])
     check_seed(seed)
     target = resolve_device(device)
     float_dtype = _torch_dtype(dtype)
@@ -114,6 +126,7 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
             specs = loaded.default_sizes
         inputs = build_inputs(specs, model=loaded.module, batch_size=batch_size, device=target,
                               float_dtype=input_dtype, seed=seed)
+    inputs = with_forward_args(inputs, loaded.module, forward_args)
     return Prepared(loaded, inputs, target, batch_size)
 
 
@@ -150,7 +163,8 @@ def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
     if batch_size < 1:
         raise SpecError(f"bad `batch_size={batch_size}`.", "Use a whole number of 1 or more.")
     specs = [as_spec(s) for s in sizes]
-    if len(specs) > 1 or (specs and (len(specs[0].dims) != 3 or not specs[0].is_float)):
+    if len(specs) > 1 or (specs and (len(specs[0].dims) != 3 or not specs[0].is_float
+                                     or specs[0].name is not None)):
         given = " ".join(str(s) for s in specs)
         raise SpecError(f"`image` makes one image input, but `sizes` {given!r} is not one CxHxW "
                         "size.", "Drop `sizes`, or give one such as 3x224x224.")
@@ -171,5 +185,5 @@ def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
                       std=tuple(stds) if stds is not None else None)
     placeholder = base.inputs.args[0]
     batch = made.tensor.to(placeholder.dtype).unsqueeze(0).expand(batch_size, *made.shape)
-    inputs = ModelInputs(args=(batch.contiguous().to(base.device),))
+    inputs = ModelInputs(args=(batch.contiguous().to(base.device),), kwargs=base.inputs.kwargs)
     return Prepared(base.loaded, inputs, base.device, batch_size), made

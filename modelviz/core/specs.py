@@ -44,10 +44,13 @@ class InputSpec:
 
     dims: tuple[int, ...]
     dtype: str | None = None  # None: floating point, in the model's dtype
+    #: The keyword of ``forward`` this input is passed as; None: positional, in order.
+    name: str | None = None
 
     def __str__(self) -> str:
         body = "x".join(str(d) for d in self.dims)
-        return f"{self.dtype}:{body}" if self.dtype else body
+        body = f"{self.dtype}:{body}" if self.dtype else body
+        return f"{self.name}={body}" if self.name else body
 
     @property
     def is_float(self) -> bool:
@@ -65,8 +68,18 @@ def parse_dtype(text: str, *, allowed: tuple[str, ...] | None = None) -> str:
 
 
 def parse_size(text: str) -> InputSpec:
-    """Parse ``[DTYPE:]D1xD2x...`` such as ``3x224x224``, ``int64:128`` or ``fp16:3x32x32``."""
+    """Parse ``[NAME=][DTYPE:]D1xD2x...`` such as ``3x224x224``, ``int64:128`` or
+    ``attention_mask=int64:128`` (a keyword input of ``forward``)."""
     raw = text.strip()
+    name: str | None = None
+    if "=" in raw:
+        key, _, raw = raw.partition("=")
+        name, raw = key.strip(), raw.strip()
+        if not name.isidentifier():
+            raise SpecError(
+                f"bad size {text!r}: {name!r} is not a parameter name.",
+                "Write NAME=SIZE with NAME a parameter of the model's forward, e.g. "
+                "attention_mask=int64:128 (or plain sizes such as 3x224x224).")
     dtype: str | None = None
     body = raw
     if ":" in raw:
@@ -82,11 +95,30 @@ def parse_size(text: str) -> InputSpec:
             f"bad size {text!r}: each dimension must be a positive whole number.",
             "Write sizes without the batch dimension, e.g. 3x224x224, 10 or int64:128.",
         )
-    return InputSpec(dims=tuple(int(p) for p in parts), dtype=dtype)
+    return InputSpec(dims=tuple(int(p) for p in parts), dtype=dtype, name=name)
+
+
+def check_named(specs: list[InputSpec]) -> list[InputSpec]:
+    """Positional sizes first, then named ones, each name once: as in a Python call, so that
+    which parameter each size binds to is plain."""
+    seen: set[str] = set()
+    for index, spec in enumerate(specs):
+        if spec.name is None:
+            named = next((s for s in specs[:index] if s.name), None)
+            if named is not None:
+                raise SpecError(
+                    f"positional size {str(spec)!r} comes after named size {str(named)!r} in "
+                    "`sizes`.",
+                    f"Put positional sizes first, or name this one too (NAME={spec}).")
+        elif spec.name in seen:
+            raise SpecError(f"`sizes` names {spec.name!r} twice.", "Give each input once.")
+        else:
+            seen.add(spec.name)
+    return specs
 
 
 def parse_sizes(texts: list[str] | tuple[str, ...] | None) -> list[InputSpec]:
-    return [parse_size(t) for t in texts or ()]
+    return check_named([parse_size(t) for t in texts or ()])
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|meta|mps|cuda(:\d+)?)$")
@@ -147,13 +179,15 @@ def check_tolerance(atol: float | None, what: str = "`atol`") -> float | None:
     return atol
 
 
-def parse_kwarg(text: str) -> tuple[str, object]:
-    """Parse ``key=value``; the value is a Python literal, or the bare string if it is not one."""
+def parse_kwarg(text: str, *, what: str = "kwargs",
+                example: str = "num_classes=10") -> tuple[str, object]:
+    """Parse ``key=value``; the value is a Python literal, or the bare string if it is not one.
+    ``what`` names the parameter in the error (`kwargs`, `forward_args`)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
         raise SpecError(
-            f"bad `kwargs={text!r}`.", "Write key=value, e.g. `kwargs=num_classes=10`."
+            f"bad `{what}={text!r}`.", f"Write key=value, e.g. `{what}={example}`."
         )
     try:
         parsed: object = ast.literal_eval(value.strip())
@@ -164,6 +198,12 @@ def parse_kwarg(text: str) -> tuple[str, object]:
 
 def parse_kwargs(texts: list[str] | tuple[str, ...] | None) -> dict[str, object]:
     return dict(parse_kwarg(t) for t in texts or ())
+
+
+def parse_forward_args(texts: list[str] | tuple[str, ...] | None) -> dict[str, object]:
+    """``--forward-arg use_cache=False``: non-tensor keyword arguments of ``forward``."""
+    return dict(parse_kwarg(t, what="forward_args", example="use_cache=False")
+                for t in texts or ())
 
 
 # Image preprocessing: modelviz activations --image --resize --mean --std.

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from modelviz.core import engine
-from modelviz.errors import ExportError
+from modelviz.errors import ExportError, chain
 
 # ----------------------------------------------------------------------------------------------
 # Running the exporters quietly, and explaining their failures in one line.
@@ -70,15 +70,6 @@ def captured(*, every_warning: bool = False) -> Iterator[_Captured]:
             sink.seek(0)
             native = sink.read().decode("utf-8", errors="replace")
             seen.text = out.getvalue() + err.getvalue() + native
-
-
-def chain(exc: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in found:
-        found.append(current)
-        current = current.__cause__ or current.__context__
-    return found
 
 
 _UNSUPPORTED = (

@@ -25,8 +25,8 @@ from modelviz.core.inputs import input_names
 from modelviz.core.specs import check_tolerance
 from modelviz.core.stages import Stage, quiet
 from modelviz.core.tensors import flat, leading_batch
-from modelviz.errors import ExportError, SpecError
-from modelviz.features.onnx.diagnose import captured, chain, explain, failure, unsupported_op
+from modelviz.errors import ExportError, SpecError, chain
+from modelviz.features.onnx.diagnose import captured, explain, failure, unsupported_op
 from modelviz.features.onnx.result import ExportResult, check_output
 from modelviz.features.onnx.verify import (
     check_file,
