@@ -5,7 +5,8 @@ MODEL may be
   * ``package.module:attr`` or ``package.module.attr`` (the current directory is importable);
   * ``path/to/file.py:attr``;
   * a saved file: TorchScript, an exported program (``.pt2``), or a whole pickled module
-    (that last one only with ``trust_pickle``, since unpickling runs code).
+    (that last one only with ``trust_pickle``, since unpickling runs code);
+  * ``hf:NAME`` or ``timm:NAME``: Hugging Face transformers or timm, offline (see ``hub``).
 ``attr`` may be an ``nn.Module`` instance, a class, or a factory; ``kwargs`` go to the last two.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelviz.core import meta, untrusted, zoo
+from modelviz.core import hub, meta, untrusted, zoo
 from modelviz.core.specs import MODEL_FILE_SUFFIXES, InputSpec
 from modelviz.core.weights import WeightsReport, load_weights
 from modelviz.errors import (
@@ -46,7 +47,8 @@ class LoadedModel:
 
     module: nn.Module
     spec: str  # what the user typed
-    source: str  # torchvision, python, torchscript, exported-program, pickle, instance
+    source: str  # torchvision, python, torchscript, exported-program, pickle, instance,
+    # transformers, timm
     torchvision_name: str | None = None
     default_sizes: list[InputSpec] | None = None
     weights: WeightsReport | None = None
@@ -272,8 +274,28 @@ def _from_file(path: Path, attr: str, spec: str, kwargs: dict[str, Any], trust_p
                        "python")
 
 
+def _hf_path_error(spec: str) -> ModelFileError | None:
+    """A Hugging Face folder or config.json given without ``hf:``: it holds a config, not a
+    model, so the saved-model loaders would misread it (as a pickle, or a missing file)."""
+    path = Path(spec)
+    if path.is_dir() and (path / "config.json").is_file():
+        what = "a Hugging Face model folder (it holds config.json)"
+    elif path.is_file() and path.suffix == ".json":
+        what = "a JSON file, such as a Hugging Face config.json, not a saved model"
+    else:
+        return None
+    return ModelFileError(f"{spec} is {what}.", f"Use hf:{spec} to build it with transformers.")
+
+
 def _build(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
            device: torch.device) -> LoadedModel:
+    if hub.is_hub_spec(spec):
+        built = hub.build(spec, kwargs)
+        return LoadedModel(built.module, spec, built.source, default_sizes=built.default_sizes,
+                           notes=built.notes)
+    wrong = _hf_path_error(spec)
+    if wrong is not None:
+        raise wrong
     file = _file_spec(spec)
     if file is not None:
         return _from_file(*file, spec, kwargs, trust_pickle, device)
