@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/modelviz summary vgg16 3x224x224 --device cpu
 	@mkdir -p $(ARTIFACTS)
-	$(BIN)/modelviz summary sample_models/llama.py:llama_7b int64:128 --device meta --fold --depth 2
+	$(BIN)/modelviz summary sample_models/llama.py:llama_7b int64:128 --device meta
 	$(BIN)/modelviz summary resnet18 --columns all -o $(ARTIFACTS)/resnet18_summary.md
 	$(BIN)/modelviz graph resnet18 -o $(ARTIFACTS)/resnet18.svg
 	$(BIN)/modelviz graph sample_models.seeds:Net 1x28x28 --view autograd -o $(ARTIFACTS)/net_autograd.svg

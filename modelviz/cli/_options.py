@@ -65,6 +65,11 @@ SeedOpt = Annotated[int, typer.Option(
 TrainOpt = Annotated[bool, typer.Option(
     "--train", rich_help_panel=PANEL,
     help="Run in training mode (BatchNorm batch statistics, Dropout on).")]
+#: On by default: a 7B model's 32 decoder layers are one row, not 160; --fold is still
+#: accepted, for the command lines written when folding was opt-in.
+FoldOpt = Annotated[bool, typer.Option(
+    "--fold/--no-fold",
+    help="Fold runs of identical numbered blocks (layers.0 ... layers.31) into one row (×N).")]
 
 
 @dataclass

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelviz.cli._console import emit, print_out, spinner
+from modelviz.cli._console import emit, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
     DtypeOpt,
+    FoldOpt,
     ForwardArgOpt,
     InputFileOpt,
     KwargOpt,
@@ -26,7 +28,26 @@ from modelviz.cli._options import (
     WeightsOpt,
 )
 from modelviz.errors import CheckFailed, SpecError
-from modelviz.features.summary.options import ALL_COLUMNS, SummaryColumns, TableOptions
+from modelviz.features.summary.options import (
+    ALL_COLUMNS,
+    DEFAULT_DEPTH,
+    SummaryColumns,
+    TableOptions,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from modelviz.core.session import Prepared
+
+#: The width of a table in a pipe or a file: its natural width, but no more than 160 columns.
+#: A log, a CI page or ``| less -S`` keeps whole names up to twice a classic terminal's width,
+#: which most models' tables fit in (vit_b_16, Llama-7B with every column); past that, names
+#: give way as on a terminal, so a model whose outputs are dicts of shapes does not print
+#: 700-column lines. Numbers and shapes are never cut: a table that needs more gets more.
+PIPE_WIDTH = 160
+#: Model sources built with random weights, where ``--weights`` gives them trained ones.
+RANDOM_SOURCES = ("torchvision", "transformers", "timm")
 
 
 class SummaryFormat(str, Enum):
@@ -68,17 +89,51 @@ def _over(what: str, value: int, budget: int) -> str:
             f"by {human(value - budget)} ({value / budget:.2f}x)")
 
 
+def _print_table(renderable: Group) -> None:
+    """The table on stdout: as wide as the terminal (``COLUMNS`` counts as one), in a pipe its
+    natural width up to ``PIPE_WIDTH``; wider only where its numbers and shapes need it."""
+    from modelviz.cli._console import console, out_console
+    from modelviz.features.summary.table import UNBOUNDED, least_width
+
+    out = out_console()
+    least = least_width(renderable, out)
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        width = max(out.width, least)
+    else:
+        natural = out.measure(renderable, options=out.options.update_width(UNBOUNDED)).maximum
+        width = max(min(natural, PIPE_WIDTH), least)
+    if width != out.width:
+        out = console(width=width)
+    out.print(renderable, crop=False)
+
+
+def _tell_random_weights(prepared: Prepared) -> None:
+    """Once, on a terminal: a zoo or hub model here has random weights, which users of
+    torchvision's pretrained models do not expect; the loader's own note may say so already
+    (hf:), and a pipe or a script gets no extra line."""
+    from modelviz.cli._console import err_console, note, out_console
+
+    loaded = prepared.loaded
+    if (loaded.source not in RANDOM_SOURCES or loaded.weights is not None
+            or not (out_console().is_terminal and err_console().is_terminal)
+            or any("random weights" in message for message in loaded.notes)):
+        return
+    note(f"{loaded.name} has random weights (none are downloaded); its shapes, parameter "
+         "counts and FLOPs are those of the trained model. --weights FILE loads a state dict.")
+
+
 def summary(
     model: ModelArg,
     sizes: SizesArg = None,
-    depth: Annotated[int, typer.Option(
-        "--depth", "-d", min=1, help="Show modules down to this depth.")] = 3,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", "-d", min=1, show_default=False,
+        help=f"Show modules down to this depth (default {DEFAULT_DEPTH}, or deeper to reach "
+             "the first repeated blocks, as CLIP's encoder layers at 4).")] = None,
     columns: Annotated[list[str] | None, typer.Option(
         "--columns", "-c", metavar="NAMES",
         help="Extra columns, comma-separated: input_shape, kernel_size, params_percent, "
              "trainable, flops, macs, output_memory, or all.")] = None,
-    fold: Annotated[bool, typer.Option(
-        "--fold", help="Fold runs of identical sibling blocks into one row (×N).")] = False,
+    fold: FoldOpt = True,
     fmt: Annotated[SummaryFormat | None, typer.Option(
         "--format", "-f", help="Output format; default: from -o's extension, else table.",
         show_default=False)] = None,
@@ -123,14 +178,15 @@ def summary(
     with spinner("Running the forward pass", quiet=quiet):
         result = summarize(prepared, run(prepared, train=opts.train))
 
-    table = TableOptions(depth=depth, fold=fold, columns=extra)
+    table = TableOptions(depth=depth or DEFAULT_DEPTH, fold=fold, columns=extra,
+                         reach_blocks=depth is None)
     text: str | None = None
     if chosen is SummaryFormat.table:
         from modelviz.features.summary.table import plain_text, render_table
 
         renderable = render_table(result, table)
         if output is None:
-            print_out(renderable)
+            _print_table(renderable)
         else:
             text = plain_text(renderable)
     elif chosen is SummaryFormat.classic:
@@ -151,6 +207,8 @@ def summary(
         text = render_csv(result)
     if text is not None:
         emit(text, output)
+    if not quiet and chosen is not SummaryFormat.json:
+        _tell_random_weights(prepared)
 
     problems = []
     if params_budget is not None and result.totals.params > params_budget:

@@ -15,6 +15,14 @@ Two additions, so that no fused kernel counts as zero:
   registry has no formula for: a model's attention vanished on cpu and not on meta or cuda. We
   count them with torch's own attention formula, so the totals are the same on every device.
 
+Quantized models (torch.ao) run ops torch's registry does not know: ``quantized::conv2d``,
+``quantized::linear``, their fused ``_relu`` forms, the dynamic ``linear_dynamic``, and
+``aten::quantized_lstm``/``quantized_gru``. Their weights sit in packed params (a ScriptObject), so
+we read the weight's shape from there and apply the float ops' formulas: quantized resnet50 counts
+the FLOPs float resnet50 does. These FLOPs run in integer kernels (int8 weights, uint8
+activations), and the counter says so; ``aten::_int_mm`` too. ``quantized::add``, ``mul`` and
+``cat`` count zero, as their float forms do.
+
 Any other op without a formula whose name says it multiplies matrices (attention, conv, mm,
 linear, rnn, quantized kernels...) is reported through ``uncounted`` instead of passing as zero.
 """
@@ -27,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
 
@@ -52,7 +61,86 @@ def _formulas() -> dict[Any, Callable[..., int]]:
     return table
 
 
+def _packed_weight_shape(args: tuple[Any, ...]) -> list[int] | None:
+    """The weight shape inside a quantized op's packed params (the first ScriptObject among its
+    arguments): torch.ao keeps the int8 weight there, not in a tensor argument."""
+    packed: Any = next((a for a in args if isinstance(a, torch.ScriptObject)), None)
+    if packed is None:  # Any: a ScriptObject's methods are its TorchScript class's, untyped
+        return None
+    try:
+        if packed._has_method("weight"):  # conv packed params
+            weight = packed.weight()
+        elif packed._has_method("unpack"):  # linear packed params: (weight, bias)
+            weight = packed.unpack()[0]
+        else:
+            return None
+    except RuntimeError:
+        return None
+    return list(weight.shape) if isinstance(weight, torch.Tensor) else None
+
+
+def _quantized_conv(transposed: bool) -> Callable[..., int]:
+    def formula(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        x, weight = args[0], _packed_weight_shape(args)
+        if weight is None or not isinstance(x, torch.Tensor) or not isinstance(
+                out_val, torch.Tensor):
+            return 0
+        return int(conv_flop_count(list(x.shape), weight, list(out_val.shape), transposed))
+    return formula
+
+
+def _quantized_linear(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    x, weight = args[0], _packed_weight_shape(args)
+    if weight is None or len(weight) != 2 or not isinstance(x, torch.Tensor) or not x.dim():
+        return 0
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    return int(mm_flop((rows, weight[1]), (weight[1], weight[0])))
+
+
+def _int_mm(a: torch.Tensor, b: torch.Tensor, *args: Any, out_val: Any = None,
+            **kwargs: Any) -> int:
+    """int8 x int8 -> int32 matrix product (torch._int_mm), counted as mm is."""
+    return int(mm_flop(tuple(a.shape), tuple(b.shape)))
+
+
+_QUANTIZED_CONVS = {f"conv{n}d{suffix}": False for n in (1, 2, 3)
+                    for suffix in ("", "_relu", "_add", "_add_relu")}
+_QUANTIZED_CONVS |= {f"conv_transpose{n}d": True for n in (1, 2, 3)}
+_QUANTIZED_LINEARS = (
+    "linear", "linear_relu", "linear_leaky_relu", "linear_tanh", "linear_dynamic",
+    "linear_relu_dynamic", "linear_with_input_q_dq_qweight_dq_output_fp32",
+    "linear_with_input_q_dq_qweight_dq_relu_output_fp32",
+)
+#: fp16 dynamic linears keep float16 weights and compute in float: counted, but not integer.
+_FLOAT_QUANTIZED_LINEARS = ("linear_dynamic_fp16", "linear_relu_dynamic_fp16")
+
+
+def _quantized_formulas() -> tuple[dict[Any, Callable[..., int]], frozenset[Any]]:
+    """Formulas for the quantized ops, keyed by overload packet, and those that are integer."""
+    table: dict[Any, Callable[..., int]] = {}
+    integer: set[Any] = set()
+    ops = torch.ops.quantized
+    for name, transposed in _QUANTIZED_CONVS.items():
+        packet = getattr(ops, name, None)
+        if packet is not None:
+            table[packet] = _quantized_conv(transposed)
+            integer.add(packet)
+    for name in (*_QUANTIZED_LINEARS, *_FLOAT_QUANTIZED_LINEARS):
+        packet = getattr(ops, name, None)
+        if packet is not None:
+            table[packet] = _quantized_linear
+            if name not in _FLOAT_QUANTIZED_LINEARS:
+                integer.add(packet)
+    packet = getattr(_aten, "_int_mm", None)
+    if packet is not None and packet not in flop_registry:
+        table[packet] = _int_mm
+        integer.add(packet)
+    return table, frozenset(integer)
+
+
 FORMULAS = _formulas()
+_QUANTIZED, INTEGER_OPS = _quantized_formulas()
+FORMULAS.update(_QUANTIZED)
 
 #: Ops whose name says they multiply matrices: without a formula they would count zero FLOPs
 #: where the model does most of its arithmetic, so they are reported instead.
@@ -114,34 +202,46 @@ def _zero_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     return 0
 
 
-_GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
+_GATES: dict[type[nn.Module], int] = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
+#: torch.ao's dynamic quantized LSTM/GRU: int8 weights, one fused op (aten::quantized_lstm).
+_QUANTIZED_GATES: dict[type[nn.Module], int] = {quantized_dynamic.LSTM: 4,
+                                                quantized_dynamic.GRU: 3}
 
 
 def _recurrent_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     """The matrix products of nn.LSTM/GRU/RNN, which FlopCounterMode cannot see: it gets one
-    fused op (mkldnn_rnn_layer, _cudnn_rnn) that has no formula, and counts zero."""
-    assert isinstance(module, nn.RNNBase)
+    fused op (mkldnn_rnn_layer, _cudnn_rnn) that has no formula, and counts zero. The dynamic
+    quantized LSTM/GRU have the same attributes and the same products."""
+    config = module.__dict__  # plain attributes on both; nn.Module's __getattr__ is untyped
     x = args[0]
     if x.dim() == 2:  # unbatched: (sequence, features)
         steps, batch = x.shape[0], 1
     else:
-        steps, batch = (x.shape[1], x.shape[0]) if module.batch_first else (x.shape[0],
-                                                                             x.shape[1])
-    gates = _GATES[type(module)]
-    hidden = module.hidden_size
-    recurrent = module.proj_size or hidden
-    directions = 2 if module.bidirectional else 1
+        steps, batch = ((x.shape[1], x.shape[0]) if config.get("batch_first")
+                        else (x.shape[0], x.shape[1]))
+    gates = _GATES.get(type(module)) or _QUANTIZED_GATES[type(module)]
+    hidden = int(config["hidden_size"])
+    projection = int(config.get("proj_size") or 0)
+    recurrent = projection or hidden
+    directions = 2 if config.get("bidirectional") else 1
     total = 0
-    for layer in range(module.num_layers):
-        width = module.input_size if layer == 0 else recurrent * directions
+    for layer in range(int(config.get("num_layers", 1))):
+        width = int(config["input_size"]) if layer == 0 else recurrent * directions
         per_step = mm_flop((1, width + recurrent), (width + recurrent, gates * hidden))
-        if module.proj_size:
-            per_step += mm_flop((1, hidden), (hidden, module.proj_size))
+        if projection:
+            per_step += mm_flop((1, hidden), (hidden, projection))
         total += per_step * steps * batch * directions
     return total
 
 
+def _integer_recurrent_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
+    """A dynamic int8 LSTM/GRU: the same products as the float one, in integer kernels."""
+    return _recurrent_flops(module, args, out)
+
+
 ShapeFormula = Callable[[nn.Module, tuple[Any, ...], Any], int]
+#: Shape formulas whose FLOPs run in integer kernels.
+INTEGER_FORMULAS: frozenset[ShapeFormula] = frozenset({_integer_recurrent_flops})
 
 
 def shape_formula(module: nn.Module, args: tuple[Any, ...]) -> ShapeFormula | None:
@@ -155,6 +255,11 @@ def shape_formula(module: nn.Module, args: tuple[Any, ...]) -> ShapeFormula | No
     if kind in _ZERO_FLOP_SET:
         return _zero_flops
     x = _first_tensor(args)
+    if kind in _QUANTIZED_GATES:  # it may get (x, h0); int8 or float16 weights
+        if x is None:
+            return None
+        return (_recurrent_flops if getattr(module, "dtype", None) == torch.float16
+                else _integer_recurrent_flops)
     if x is None or (len(args) != 1 and kind not in _GATES):  # an RNN may get (x, h0)
         return None
     if kind in _CONV_SET:
@@ -183,9 +288,10 @@ def uncountable(func: Any) -> str | None:
 
 class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mode is untyped
     """Counts each op with FlopCounterMode's registry (and ``FORMULAS``' additions) and hands
-    the count to ``sink``; an op it cannot count but should goes to ``missed``."""
+    the count to ``sink``, with whether the op is integer (``INTEGER_OPS``); an op it cannot
+    count but should goes to ``missed``."""
 
-    def __init__(self, sink: Callable[[int], None],
+    def __init__(self, sink: Callable[[int, bool], None],
                  missed: Callable[[str], None] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.sink = sink
@@ -221,5 +327,5 @@ class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch'
         out = func(*args, **kwargs)
         flops = formula(*args, **kwargs, out_val=out)
         if flops:
-            self.sink(int(flops))
+            self.sink(int(flops), func._overloadpacket in INTEGER_OPS)
         return out

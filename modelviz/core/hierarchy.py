@@ -68,3 +68,17 @@ def fold_runs(trace: Trace, siblings: list[ModuleRecord], memo: dict[str, tuple[
         runs.append(run)
         i += len(run)
     return runs
+
+
+def numbered(names: list[str]) -> bool:
+    """``layers.0``, ``layers.1``...: one prefix, then a number, as the graph folds them."""
+    prefixes = {re.sub(r"\d+$", "", name) for name in names}
+    return len(prefixes) == 1 and all(re.search(r"\d$", name) for name in names)
+
+
+def block_runs(trace: Trace, name: str, memo: dict[str, tuple[Any, ...]]) -> (
+        list[list[ModuleRecord]]):
+    """The children of ``name`` in run order, runs of identical numbered blocks together;
+    identical siblings with names of their own (``q_proj``, ``k_proj``) keep their rows."""
+    return [part for run in fold_runs(trace, ordered_children(trace, name), memo)
+            for part in ([run] if numbered([r.name for r in run]) else [[r] for r in run])]

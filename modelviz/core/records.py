@@ -117,6 +117,7 @@ class CallRecord:
     output: Tree = None
     end_index: int = -1  # order in which calls finished (post-order); -1 if it raised
     flops: int = 0  # inclusive: the ops of this call and of every call inside it
+    int_flops: int = 0  # how many of ``flops`` are integer arithmetic (quantized kernels)
 
     @property
     def inputs(self) -> list[Tree]:
@@ -143,6 +144,16 @@ class ModuleRecord:
     trainable_total: int = 0
     shared: dict[str, str] = field(default_factory=dict)  # own param name -> first owner
     shared_params: int = 0  # elements of those shared parameters, not counted in ``params``
+    #: how many of ``params`` are weights held outside nn.Parameters: quantized modules' packed
+    #: params (torch.ao), integer weight buffers (8-bit and 4-bit linear layers)
+    packed: int = 0
+    #: own ``params`` and their stored bytes by dtype ("float32", "qint8", "nf4"...): a
+    #: quantized model's weights are not float32, and its size is not 4 bytes a parameter
+    param_dtypes: dict[str, int] = field(default_factory=dict)
+    param_dtype_bytes: dict[str, int] = field(default_factory=dict)
+    #: own integer weights that may pack several values per element (a uint8 holding two 4-bit
+    #: values) where nothing says how many: counted as stored, one value per element
+    opaque: list[str] = field(default_factory=list)
     buffers: int = 0
     buffer_bytes: int = 0
     calls: list[CallRecord] = field(default_factory=list)
@@ -150,6 +161,7 @@ class ModuleRecord:
     #: FLOPs of all its calls; for a container that is never called itself (a ModuleList),
     #: the FLOPs of its children. Set by the engine after the pass.
     flops: int = 0
+    int_flops: int = 0  # how many of ``flops`` are integer arithmetic, set with ``flops``
 
     @property
     def output_bytes(self) -> int:
@@ -192,6 +204,7 @@ class Trace:
     elapsed_s: float = 0.0
     peak_memory_bytes: int | None = None  # measured on CUDA only
     flops: int = 0  # the whole pass, as FlopCounterMode would count it
+    int_flops: int = 0  # how many of ``flops`` ran in integer kernels (quantized ops)
     #: ops that do matrix arithmetic but have no FLOP formula -> the modules they ran in ("" is
     #: the model's own forward): their FLOPs are missing from ``flops``, and the summary says so
     uncounted: dict[str, list[str]] = field(default_factory=dict)
@@ -213,6 +226,17 @@ class Trace:
     @property
     def param_bytes(self) -> int:
         return sum(m.param_bytes for m in self.modules.values())
+
+    @property
+    def param_dtypes(self) -> dict[str, tuple[int, int]]:
+        """dtype -> (parameters, bytes), most parameters first: what the weights really are."""
+        found: dict[str, list[int]] = {}
+        for record in self.modules.values():
+            for dtype, numel in record.param_dtypes.items():
+                entry = found.setdefault(dtype, [0, 0])
+                entry[0] += numel
+                entry[1] += record.param_dtype_bytes.get(dtype, 0)
+        return {k: (v[0], v[1]) for k, v in sorted(found.items(), key=lambda kv: -kv[1][0])}
 
     @property
     def buffer_bytes(self) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import re
 from functools import cache
 from typing import Any
 
@@ -41,8 +43,30 @@ def suggest(name: str) -> list[str]:
     return (close + prefix)[:4]
 
 
+def _hub_names(spec: str) -> list[str]:
+    """``hf:gpt2`` for ``gpt2``, ``timm:convnext_tiny`` for ``convnext_tiny``, where the extra
+    is installed: people type the name they know from the hub."""
+    import importlib
+    import importlib.util
+
+    found: list[str] = []
+    name = spec.strip().lower()
+    if not re.fullmatch(r"[a-z0-9_.-]+", name):
+        return found
+    if importlib.util.find_spec("transformers") is not None:
+        with contextlib.suppress(Exception):  # a broken install must not hide the real message
+            auto = importlib.import_module("transformers.models.auto.configuration_auto")
+            if name in auto.CONFIG_MAPPING_NAMES:
+                found.append(f"hf:{name}")
+    if importlib.util.find_spec("timm") is not None:
+        with contextlib.suppress(Exception):
+            if importlib.import_module("timm").is_model(name):
+                found.append(f"timm:{name}")
+    return found
+
+
 def unknown_model_error(spec: str) -> UnknownModelError:
-    hints = suggest(spec)
+    hints = _hub_names(spec) + suggest(spec)
     did_you_mean = f" Did you mean {', '.join(hints)}?" if hints else ""
     return UnknownModelError(
         f"unknown model {spec!r}: it is not a torchvision model, a file, or module:attr."
@@ -84,14 +108,18 @@ def default_sizes(name: str) -> list[InputSpec]:
         return [InputSpec((3, 800, 800))]
     if kind == "optical_flow":
         return [InputSpec((3, 128, 128)), InputSpec((3, 128, 128))]
-    weights = models.get_model_weights(name)
-    default = next(iter(weights))
-    keywords = getattr(default.transforms, "keywords", {})
-    crop = keywords.get("crop_size") or keywords.get("resize_size") or 224
-    if isinstance(crop, (tuple, list)):
-        height, width = (crop[0], crop[-1])
-    else:
-        height = width = int(crop)
+    def crop_of(entry: Any) -> tuple[int, int]:
+        keywords = getattr(entry.transforms, "keywords", {})
+        crop = keywords.get("crop_size") or keywords.get("resize_size") or 224
+        if isinstance(crop, (tuple, list)):
+            return int(crop[0]), int(crop[-1])
+        return int(crop), int(crop)
+
+    entries = list(models.get_model_weights(name))
+    # A ViT is built for one image size, 224 unless told otherwise, whatever its weights were
+    # trained at (vit_h_14's first weights are at 518): the smallest crop is the one it takes.
+    height, width = (min(map(crop_of, entries)) if name.startswith("vit_")
+                     else crop_of(entries[0]))
     if kind == "video":
         return [InputSpec((3, 16, height, width))]
     return [InputSpec((3, height, width))]

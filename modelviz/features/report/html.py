@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelviz.core.formatting import human_bytes, inputs_label, totals_lines
+from modelviz.core.formatting import human_bytes, inputs_label
 from modelviz.escape import html_text
-from modelviz.features.summary.cells import HEADERS, cells, column_keys
+from modelviz.features.summary.cells import HEADERS, cells, column_keys, footer_lines
 from modelviz.features.summary.options import SummaryColumns, TableOptions
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _summary(part: SummaryPart) -> tuple[str, str]:
         rows.append([f'{indent}<code>{_e(c.name)}</code> <span class="muted">({_e(c.type)})'
                      "</span>"] + [_e(c.values[k]) for k in keys])
     numeric = {i + 1 for i, k in enumerate(keys) if k != "output_shape"}
-    totals = _table(["Total", ""], [[_e(a), _e(b)] for a, b in totals_lines(summary.totals)],
+    totals = _table(["Total", ""], [[_e(a), _e(b)] for a, b in footer_lines(summary.totals)],
                     {1}, "totals")
     return (f'<section id="summary"><h2>Summary</h2>{_failure(part)}{totals}</section>',
             f'<section id="layers"><h2>Layers</h2>{_table(headers, rows, numeric, "layers")}'

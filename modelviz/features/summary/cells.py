@@ -9,12 +9,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelviz.core.flops import macs
-from modelviz.core.formatting import count, human, human_bytes, inputs_text, shape_text
+from modelviz.core.formatting import (
+    count,
+    human,
+    human_bytes,
+    inputs_text,
+    shape_text,
+    totals_lines,
+)
+from modelviz.core.hierarchy import block_runs
 from modelviz.escape import printable
-from modelviz.features.summary.options import SummaryColumns
+from modelviz.features.summary.options import MAX_REACH, SummaryColumns, TableOptions
 
 if TYPE_CHECKING:  # the summary renders itself with this module (__str__)
-    from modelviz.features.summary.summary import Row
+    from modelviz.features.summary.summary import Row, Summary
+
+#: The footer's FLOPs and MACs, each with its convention: torchvision's "GFLOPS" and ptflops'
+#: "GMac" are both multiply-adds, so a bare "FLOPs" beside them is off by two for half the
+#: readers. The columns keep the short headers; these lines say what they count.
+UNIT_LABELS = {
+    "FLOPs": "FLOPs (multiply and add counted as 2)",
+    "MACs": "MACs (torchvision's GFLOPS, ptflops' GMac)",
+}
 
 HEADERS: dict[SummaryColumns | str, str] = {
     "layer": "Layer (type)",
@@ -83,3 +99,41 @@ def cells(row: Row, total_params: int, columns: tuple[SummaryColumns, ...]) -> L
     keys = column_keys(columns)
     return LayerCells(printable(row.name), type_label, {k: printable(values[k]) for k in keys},
                       shared, call is not None or bool(record.extra.get("container")))
+
+
+def footer_lines(totals: object) -> list[tuple[str, str]]:
+    """The totals every human-readable table ends with, FLOPs and MACs named with their unit."""
+    return [(UNIT_LABELS.get(label, label), value) for label, value in totals_lines(totals)]
+
+
+def blocks_depth(summary: Summary) -> int:
+    """The depth of the deepest first run of repeated numbered blocks (0 if there is none):
+    a branch's outermost run only, as the blocks inside a folded block show under its row."""
+    trace = summary.trace
+    memo: dict[str, tuple[object, ...]] = {}
+    deepest = 0
+
+    def visit(name: str, level: int) -> None:
+        nonlocal deepest
+        if level > MAX_REACH:
+            return
+        for run in block_runs(trace, name, memo):
+            if len(run) > 1:
+                deepest = max(deepest, level)
+            else:
+                visit(run[0].name, level + 1)
+
+    visit("", 1)
+    return deepest
+
+
+def display_depth(summary: Summary, options: TableOptions) -> int | None:
+    """``options.depth``, or deeper to reach the repeated blocks (see ``TableOptions``)."""
+    if options.depth is None or not options.reach_blocks:
+        return options.depth
+    return max(options.depth, blocks_depth(summary))
+
+
+def display_rows(summary: Summary, options: TableOptions) -> list[Row]:
+    """The rows a table shows, at the depth ``display_depth`` picks."""
+    return summary.rows(depth=display_depth(summary, options), fold=options.fold)

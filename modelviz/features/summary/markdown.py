@@ -5,9 +5,14 @@ module named ``<img onerror=...>`` or ``a|b`` shows as its name, in one table ce
 
 from __future__ import annotations
 
-from modelviz.core.formatting import totals_lines
 from modelviz.escape import md_code, md_text
-from modelviz.features.summary.cells import HEADERS, cells, column_keys
+from modelviz.features.summary.cells import (
+    HEADERS,
+    cells,
+    column_keys,
+    display_rows,
+    footer_lines,
+)
 from modelviz.features.summary.options import TableOptions
 from modelviz.features.summary.summary import ROOT_PLACE, Summary
 
@@ -18,13 +23,13 @@ def render_markdown(summary: Summary, options: TableOptions) -> str:
     align = [":---"] + [":---" if "shape" in str(k) else "---:" for k in keys]
     lines = [f"### {md_text(summary.model)} ({md_text(summary.trace.model_type)})", "",
              "| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    for row in summary.rows(depth=options.depth, fold=options.fold):
+    for row in display_rows(summary, options):
         c = cells(row, summary.totals.params, options.columns)
         indent = "&nbsp;&nbsp;" * (row.depth - 1)
         name = f"{indent}{md_code(c.name)} ({md_text(c.type)})"
         lines.append("| " + " | ".join([name] + [md_text(c.values[k]) for k in keys]) + " |")
     lines += ["", "| Total | |", "| :--- | ---: |"]
-    lines += [f"| {label} | {value} |" for label, value in totals_lines(summary.totals)]
+    lines += [f"| {label} | {value} |" for label, value in footer_lines(summary.totals)]
     for param, owner in summary.shared_parameters():
         lines.append(f"\n\\* {md_code(param, table=False)} is {md_code(owner, table=False)}: "
                      "counted once.")
@@ -32,4 +37,5 @@ def render_markdown(summary: Summary, options: TableOptions) -> str:
         places = ", ".join(w if w == ROOT_PLACE else md_code(w, table=False) for w in where)
         lines.append(f"\n**Not counted in FLOPs** (no formula): {md_code(op, table=False)} in "
                      f"{places}.")
+    lines += [f"\n{md_text(note)}." for note in summary.storage_notes()]
     return "\n".join(lines) + "\n"

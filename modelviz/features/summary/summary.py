@@ -8,11 +8,13 @@ is the bytes of the parameters (each shared parameter once).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelviz.core.flops import macs
-from modelviz.core.hierarchy import fold_label, fold_runs, ordered_children
+from modelviz.core.formatting import count, human, human_bytes
+from modelviz.core.hierarchy import block_runs, fold_label, ordered_children
 from modelviz.core.records import ModuleRecord, Trace, dtypes_json, shapes_json
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ MB = 1024**2
 #: Where an uncounted op ran when it ran in the root module's own ``forward``.
 ROOT_PLACE = "the model's forward"
 SCHEMA = "modelviz.summary/1"
+_FLOAT = re.compile(r"b?float\d+$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class Totals:
     estimated_total_size_mb: float
     buffers_size_mb: float
     peak_memory_mb: float | None = None  # measured, CUDA only
+    #: how many of ``flops`` ran in integer kernels (quantized conv/linear/LSTM, torch._int_mm)
+    int_flops: int = 0
+    #: dtype -> {"params", "bytes"}, most parameters first: a quantized model's weights are int8,
+    #: and its params size is not 4 bytes a parameter
+    param_dtypes: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: how many of ``params`` are weights outside nn.Parameters (torch.ao packed params, integer
+    #: weight buffers), counted from their storage
+    packed_params: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
@@ -66,6 +77,10 @@ def compute_totals(trace: Trace) -> Totals:
         buffers_size_mb=trace.buffer_bytes / MB,
         peak_memory_mb=(trace.peak_memory_bytes / MB
                         if trace.peak_memory_bytes is not None else None),
+        int_flops=trace.int_flops,
+        param_dtypes={dtype: {"params": n, "bytes": nbytes}
+                      for dtype, (n, nbytes) in trace.param_dtypes.items()},
+        packed_params=sum(m.packed for m in trace.modules.values()),
     )
 
 
@@ -100,8 +115,8 @@ def rows(trace: Trace, *, depth: int | None = None, fold: bool = False) -> list[
     def visit(name: str, level: int) -> None:
         if depth is not None and level > depth:
             return
-        children = ordered_children(trace, name)
-        runs = fold_runs(trace, children, memo) if fold else [[c] for c in children]
+        runs = (block_runs(trace, name, memo) if fold
+                else [[c] for c in ordered_children(trace, name)])
         for run in runs:
             out.append(Row(run[0], level, run if len(run) > 1 else []))
             visit(run[0].name, level + 1)
@@ -124,11 +139,15 @@ def layer_dict(record: ModuleRecord) -> dict[str, Any]:
         "params": record.params_total,
         "params_own": record.params,
         "trainable": record.trainable_total,
+        "param_dtypes": dict(record.param_dtypes),
+        "param_bytes": record.param_bytes,
         "flops": record.flops,
+        "int_flops": record.int_flops,
         "macs": macs(record.flops),
         "output_bytes": record.output_bytes,
         "kernel_size": record.extra.get("kernel_size"),
         "shared": dict(record.shared),
+        "opaque_weights": list(record.opaque),
     }
 
 
@@ -159,6 +178,32 @@ class Summary:
         module's name, or ``the model's forward`` for code in the root's own ``forward``."""
         return [(op, [m or ROOT_PLACE for m in modules])
                 for op, modules in self.trace.uncounted.items()]
+
+    def storage_notes(self) -> list[str]:
+        """What the parameter count alone hides, one line each, only where it applies: weights
+        that are not all float32 (a quantized model's int8), FLOPs that are integer, and integer
+        weights counted as stored because nothing says how many values an element packs."""
+        notes: list[str] = []
+        totals = self.totals
+        dtypes = totals.param_dtypes
+        if len(dtypes) > 1 or any(not _FLOAT.match(d) for d in dtypes):  # not one float dtype
+            parts = [f"{count(d['params'])} {dtype} ({human_bytes(d['bytes'])})"
+                     for dtype, d in dtypes.items()]
+            packed = (f"; {count(totals.packed_params)} of them held outside nn.Parameters "
+                      "(packed quantized weights, integer weight buffers)"
+                      if totals.packed_params else "")
+            notes.append(f"Params by dtype: {', '.join(parts)}{packed}")
+        if totals.int_flops:
+            notes.append(f"Integer FLOPs (quantized kernels): {human(totals.int_flops)} of "
+                         f"{human(totals.flops)} ({count(totals.int_flops)})")
+        opaque = [f"{r.name}.{w}" if r.name else w
+                  for r in self.trace.modules.values() for w in r.opaque]
+        if opaque:
+            shown = ", ".join(opaque[:3]) + (f" and {len(opaque) - 3} more" if len(opaque) > 3
+                                             else "")
+            notes.append(f"Counted as stored, one value per element (an integer dtype that may "
+                         f"pack several, with nothing saying how many): {shown}")
+        return notes
 
     def __str__(self) -> str:
         from modelviz.features.summary.options import TableOptions
