@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "activations", "export_onnx", "graph", "prepare", "summary",
-           "tensorboard", "trace", "write_report"]
+__all__ = ["__version__", "activations", "export_onnx", "graph", "memory", "prepare", "profile",
+           "summary", "tensorboard", "trace", "write_report"]
 _API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
         activations,
         export_onnx,
         graph,
+        memory,
         prepare,
+        profile,
         summary,
         tensorboard,
         trace,

@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from modelviz.core.records import Trace
     from modelviz.features.activations.stats import ActivationReport
     from modelviz.features.graph.drawing import Drawing
+    from modelviz.features.memory.plan import MemoryPlan
     from modelviz.features.onnx.result import ExportResult
+    from modelviz.features.profile.measure import Profile
     from modelviz.features.report.build import Report
     from modelviz.features.summary.summary import Summary
     from modelviz.features.tensorboard.log import TensorboardLog
 
-__all__ = ["Prepared", "activations", "export_onnx", "graph", "prepare", "run", "summary",
-           "tensorboard", "trace", "write_report"]
+__all__ = ["Prepared", "activations", "export_onnx", "graph", "memory", "prepare", "profile",
+           "run", "summary", "tensorboard", "trace", "write_report"]
 
 
 def trace(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
@@ -135,6 +137,31 @@ def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
                               external_data=external_data, train=train)
 
 
+# Memory: will it train, or serve, at this batch size, on this card?
+
+
+def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
+           amp: str | None = None, checkpointing: bool = False, shard: int = 1,
+           fit: str | None = None, depth: int = 1, **options: Any) -> MemoryPlan:
+    """The peak memory of inference and of a training step, simulated allocation by allocation
+    (on ``device="meta"`` without any memory), with what makes it up layer by layer.
+
+    ``optimizer``: sgd, momentum, adam, adamw, adafactor, or none for inference only. ``amp``:
+    bf16 or fp16 autocast over float32 weights. ``checkpointing``: activation checkpointing of
+    the repeated blocks. ``shard``: the peak per device under FSDP / ZeRO-3 over that many.
+    ``fit``: a budget (``80GB``, ``24GiB``, ``h100``); ``.fit.max_batch_size`` is the largest
+    batch whose peak fits. The optimizer steps with a learning rate of 0: weights stay as they
+    were. ``options`` are those of ``prepare``.
+    """
+    from modelviz.features.memory.budget import parse_budget
+    from modelviz.features.memory.plan import plan
+
+    budget = parse_budget(fit) if fit is not None else None
+    prepared = prepare(model, *sizes, **options)
+    return plan(prepared, optimizer=optimizer, amp=amp, checkpointing=checkpointing,
+                shard_over=shard, budget=budget, depth=depth)
+
+
 # TensorBoard: the seed posts' SummaryWriter routine from one pass.
 
 
@@ -173,3 +200,33 @@ def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Pat
     return reports.build(prepared, output_dir, layers=(layers,) if isinstance(layers, str)
                          else tuple(layers), depth=depth, onnx=onnx, atol=atol,
                          static=static, max_channels=max_channels, train=train)
+
+
+# Profile: measured time per module beside its FLOPs and bytes.
+
+
+def profile(model: str | nn.Module, *sizes: SizeLike, runs: int | None = None,
+            warmup: int = 2, backward: bool = False, compile: bool = False,
+            trace: str | Path | None = None, trace_kernels: bool = False,
+            train: bool = False, **options: Any) -> Profile:
+    """Time each module's forward (median of ``runs`` after ``warmup``; ``runs=None``: about
+    1.5 s of runs) beside the engine's FLOPs and bytes, with a roofline against the device's
+    peaks. Returns a ``Profile``: ``.modules`` by name (``total_ms``, ``self_ms``, ``share``,
+    ``flops_per_s``, ``bound``...), ``.total_ms``, ``.bare_forward_ms``, ``.hook_overhead``,
+    ``.slowest()``, ``.to_dict()`` for JSON. ``backward`` times the backward pass as a whole;
+    ``compile`` profiles ``torch.compile(model)``; ``trace`` writes a Chrome/Perfetto trace of
+    the module calls (with torch.profiler's kernels inside with ``trace_kernels``). ``options``
+    are those of ``prepare``.
+    """
+    from modelviz.features.profile import trace as traces
+    from modelviz.features.profile.measure import profile_model
+
+    prepared = prepare(model, *sizes, **options)
+    result = profile_model(prepared, runs=runs, warmup=warmup, backward=backward,
+                           compile=compile, train=train)
+    if trace is not None:
+        if trace_kernels:
+            traces.write_kernel_trace(result, prepared, trace, train=train)
+        else:
+            traces.write_trace(result, trace)
+    return result

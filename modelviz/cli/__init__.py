@@ -23,8 +23,10 @@ from modelviz.cli import activations as activations_cmd
 from modelviz.cli import diff as diff_cmd
 from modelviz.cli import export_onnx as export_onnx_cmd
 from modelviz.cli import graph as graph_cmd
+from modelviz.cli import memory as memory_cmd
 from modelviz.cli import models as models_cmd
 from modelviz.cli import netron as netron_cmd
+from modelviz.cli import profile as profile_cmd
 from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
@@ -181,6 +183,8 @@ app.command("export-onnx")(export_onnx_cmd.export_onnx)
 app.command("netron")(netron_cmd.netron)
 app.command("tensorboard")(tensorboard_cmd.tensorboard)
 app.command("report")(report_cmd.report)
+app.command("memory")(memory_cmd.memory)
+app.command("profile")(profile_cmd.profile)
 
 
 def main() -> None:

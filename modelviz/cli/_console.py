@@ -30,6 +30,10 @@ FLAGS = {
     "depth": "--depth", "expand": "--expand", "view": "--view", "format": "--format",
     "output": "-o", "exporter": "--exporter", "opset": "--opset", "atol": "--atol",
     "onnx=False": "--no-onnx", "logdir": "--logdir", "host": "--host", "port": "--port",
+    "runs": "--runs", "backward": "--backward", "compile": "--compile", "sort": "--sort",
+    "trace": "--trace",
+    "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
+    "shard": "--shard", "fit": "--fit",
 }
 
 

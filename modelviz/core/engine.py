@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import gc
+import math
+import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -26,7 +29,7 @@ except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
 from modelviz.core import meta
-from modelviz.core.flops import FlopCounter, ShapeFormula, shape_formula
+from modelviz.core.flops import INTEGER_FORMULAS, FlopCounter, ShapeFormula, shape_formula
 from modelviz.core.formatting import flat_shapes_text
 from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
 from modelviz.errors import ForwardError, one_line
@@ -64,11 +67,134 @@ def _kernel_size(module: nn.Module) -> list[int] | None:
     return None
 
 
+#: Integer dtypes an element of which may hold several narrower values (two 4-bit values in a
+#: uint8, eight in an int32): a weight stored so is counted one value per element unless its
+#: packing can be read off the tensor or its module (see ``_stored_values``).
+_MAY_PACK = frozenset({torch.uint8, torch.int16, torch.int32, torch.int64})
+_INTEGER = _MAY_PACK | {torch.int8, torch.qint8, torch.quint8, torch.qint32}
+#: Buffers of an integer dtype named like these are weights (8-bit and 4-bit linear layers keep
+#: them so: ``weight``, GPTQ/AWQ ``qweight``, HQQ ``W_q``), counted with the parameters.
+_WEIGHT_NAME = re.compile(r"weight|^w_?q$", re.IGNORECASE)
+
+
+def _int_attr(module: nn.Module, *names: str) -> int | None:
+    for name in names:
+        value = module.__dict__.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _stored_values(module: nn.Module, tensor: torch.Tensor) -> tuple[int, str, bool]:
+    """(values, dtype label, opaque) of a weight: a packed 4-bit weight holds two values a byte,
+    counted so only where that can be read reliably (bitsandbytes' ``quant_state.shape``, or the
+    module's ``bits`` with its in/out features filling the storage exactly); else one value per
+    element, and ``opaque`` when its integer dtype may pack several."""
+    numel = tensor.numel()
+    if tensor.dtype not in _MAY_PACK:
+        return numel, dtype_name(tensor.dtype), False
+    stored_bits = numel * tensor.element_size() * 8
+    state = getattr(tensor, "quant_state", None)  # bitsandbytes Params4bit
+    shape = getattr(state, "shape", None)
+    if isinstance(shape, tuple) and shape and all(isinstance(d, int) for d in shape):
+        values = math.prod(shape)
+        if 0 <= stored_bits // 4 - values <= 1:  # two a byte, the last byte maybe half full
+            kind = getattr(state, "quant_type", None)
+            return values, kind if isinstance(kind, str) else "int4", False
+    width = _int_attr(module, "bits", "w_bit", "wbits")
+    rows = _int_attr(module, "in_features", "infeatures")
+    cols = _int_attr(module, "out_features", "outfeatures")
+    if width in (2, 3, 4, 8) and rows and cols and rows * cols * width == stored_bits:
+        return rows * cols, f"int{width}", False
+    return numel, dtype_name(tensor.dtype), True
+
+
+def _packed_tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors inside torch.ao's packed params: quantized Conv/Linear keep their weight and
+    bias in a ScriptObject, dynamic LSTM/GRU biases and packed linears in another; none is an
+    nn.Parameter, so ``parameters()`` misses every weight of a quantized model."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _packed_tensors(item)]
+    if isinstance(value, torch.ScriptObject):
+        packed: Any = value  # its methods are its TorchScript class's, untyped
+        try:
+            if packed._has_method("unpack"):  # conv and linear packed params: (weight, bias)
+                return _packed_tensors(packed.unpack())
+            if packed._has_method("__getstate__"):  # rnn CellParamsBase: biases, packed linears
+                return _packed_tensors(packed.__getstate__())
+        except RuntimeError:
+            return []
+    return []
+
+
+def _half_packed(module: nn.Module, value: Any) -> bool:
+    """Packed params of a float16 dynamic layer: fbgemm stores the weights as float16, though
+    unpacking gives them back as float32."""
+    if module.__dict__.get("dtype") == torch.float16:  # LinearPackedParams
+        return True
+    try:  # rnn CellParamsBase: ((kind, tensors, ...), class name)
+        state = value.__getstate__() if value._has_method("__getstate__") else None
+    except RuntimeError:
+        return False
+    return (isinstance(state, tuple) and bool(state) and isinstance(state[0], tuple)
+            and bool(state[0]) and state[0][0] == "quantized_fp16")
+
+
+def _count_packed(record: ModuleRecord, module: nn.Module, value: Any) -> None:
+    """Count the weights inside one packed params object, each storage once (an LSTM cell's
+    biases are in it twice), at the dtype they are stored in."""
+    half = _half_packed(module, value)
+    seen: set[int] = set()
+    for tensor in _packed_tensors(value):
+        if tensor.numel() and tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        numel = tensor.numel()
+        if half and tensor.is_floating_point() and tensor.dim() >= 2:  # weights, not biases
+            _count_weight(record, numel, 2 * numel, "float16")
+        else:
+            _count_weight(record, numel, numel * tensor.element_size(), dtype_name(tensor.dtype))
+        record.packed += numel
+
+
+def _count_weight(record: ModuleRecord, values: int, nbytes: int, dtype: str) -> None:
+    record.params += values
+    record.param_bytes += nbytes
+    record.param_dtypes[dtype] = record.param_dtypes.get(dtype, 0) + values
+    record.param_dtype_bytes[dtype] = record.param_dtype_bytes.get(dtype, 0) + nbytes
+
+
+#: Where torch.ao modules keep their packed params: quantized Conv and LinearPackedParams in
+#: ``_packed_params``, a dynamic LSTM/GRU's PackedParameter in ``param``. Looking up two names
+#: costs nothing, where reading every module's ``__dict__`` was most of ``scan``'s time.
+_PACKED_ATTRS = ("_packed_params", "param")
+
+
+def _packed_params(module: nn.Module) -> list[tuple[str, Any]]:
+    """(attribute, ScriptObject) for the packed params a module holds itself."""
+    found = []
+    for attr in _PACKED_ATTRS:
+        value = module.__dict__.get(attr)
+        if isinstance(value, torch.ScriptObject):
+            found.append((attr, value))
+    return found
+
+
+def _is_weight_buffer(name: str, buffer: torch.Tensor) -> bool:
+    return buffer.dtype in _INTEGER and _WEIGHT_NAME.search(name) is not None
+
+
 def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
         dict[str, ModuleRecord]):
-    """The model's static structure: hierarchy, parameters (shared ones counted once), buffers."""
+    """The model's static structure: hierarchy, parameters (shared ones counted once), buffers.
+
+    Quantized weights count as parameters too, at their real dtype and bytes: torch.ao's packed
+    params and integer weight buffers (``ModuleRecord.packed``), never trainable."""
     records: dict[str, ModuleRecord] = {}
     owners: dict[int, str] = {}  # id(parameter) -> qualified name of its first owner
+    values_of: dict[int, int] = {}  # id(parameter) -> values counted for it, where not numel
     if modules is None:
         modules = dict(model.named_modules())
     for name, module in modules.items():
@@ -91,27 +217,47 @@ def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
                 record.shared[pname] = first
                 record.shared_params += param.numel()
                 continue
-            numel = param.numel()
-            record.params += numel
-            record.param_bytes += numel * param.element_size()
+            numel, dtype, opaque = _stored_values(module, param)
+            if numel != param.numel():
+                values_of[id(param)] = numel
+            if opaque:
+                record.opaque.append(pname)
+            _count_weight(record, numel, param.numel() * param.element_size(), dtype)
             if param.requires_grad:
                 record.trainable += numel
-        for buffer in module._buffers.values():
-            if buffer is not None:
-                record.buffers += buffer.numel()
-                record.buffer_bytes += buffer.numel() * buffer.element_size()
+        for bname, buffer in module._buffers.items():
+            if buffer is None:
+                continue
+            if _is_weight_buffer(bname, buffer):
+                qualified = f"{name}.{bname}" if name else bname
+                if owners.setdefault(id(buffer), qualified) == qualified:
+                    numel, dtype, opaque = _stored_values(module, buffer)
+                    if opaque:
+                        record.opaque.append(bname)
+                    _count_weight(record, numel, buffer.numel() * buffer.element_size(), dtype)
+                    record.packed += numel
+                continue
+            record.buffers += buffer.numel()
+            record.buffer_bytes += buffer.numel() * buffer.element_size()
+        for attr, value in _packed_params(module):
+            if owners.setdefault(id(value), f"{name}.{attr}") == f"{name}.{attr}":
+                _count_packed(record, module, value)
         records[name] = record
         if parent is not None and parent in records:
             records[parent].children.append(name)
     # Subtree totals, bottom-up. A parameter shared across two subtrees counts once in each, so
     # with sharing we count unique parameters per subtree; without, children's totals just add.
     shared = any(r.shared for r in records.values())
+    packed_total: dict[str, int] = {}  # weights outside nn.Parameters, in each subtree
     for name in reversed(list(records)):
         record = records[name]
         if shared:
+            packed_total[name] = record.packed + sum(packed_total[c] for c in record.children)
             unique = {id(p): p for p in modules[name].parameters()}.values()
-            record.params_total = sum(p.numel() for p in unique)
-            record.trainable_total = sum(p.numel() for p in unique if p.requires_grad)
+            record.params_total = packed_total[name] + sum(
+                values_of.get(id(p), p.numel()) for p in unique)
+            record.trainable_total = sum(values_of.get(id(p), p.numel()) for p in unique
+                                         if p.requires_grad)
         else:
             children = [records[c] for c in record.children]
             record.params_total = record.params + sum(c.params_total for c in children)
@@ -167,16 +313,21 @@ class _Pass:
         self.formulas: list[ShapeFormula | None] = []
         self.finished = 0
         self.total_flops = 0
+        self.int_flops = 0
         #: op -> the modules it ran in, for ops the counter has no formula for (flops.uncountable)
         self.uncounted: dict[str, list[str]] = {}
         self.counter = FlopCounter(self.add_flops, self.miss) if count_flops else None
         self.counting = False  # counting is on (the counter may be paused for a leaf)
         self.paused = False  # the counter is off the mode stack while a stock leaf runs
 
-    def add_flops(self, flops: int) -> None:
+    def add_flops(self, flops: int, integer: bool = False) -> None:
         self.total_flops += flops
         for call in self.stack:
             call.flops += flops
+        if integer:
+            self.int_flops += flops
+            for call in self.stack:
+                call.int_flops += flops
 
     def miss(self, op: str) -> None:
         where = self.stack[-1].module if self.stack else ""
@@ -240,8 +391,11 @@ class _Pass:
             self.resume()
             flops = formula(module, args, output)
             if flops:
+                integer = formula in INTEGER_FORMULAS
                 call.flops += flops
-                self.add_flops(flops)
+                if integer:
+                    call.int_flops += flops
+                self.add_flops(flops, integer)
         if kwargs:
             call.kwargs = {k: describe(v) for k, v in kwargs.items()}
         call.output = describe(output)
@@ -404,6 +558,46 @@ def _no_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(previous)
 
 
+@contextmanager
+def _full_precision(device: torch.device) -> Iterator[None]:
+    """float32 as float32 on CUDA: cuDNN convolutions default to TF32, which rounds inputs to 10
+    mantissa bits, so a reference output drifts by 2e-3 from the exact values that ONNX Runtime
+    computes (resnet18 on an H100), and activation statistics would describe TF32, not the model."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
+def _quantized_module(model: nn.Module) -> tuple[str, str] | None:
+    """(name, type) of the first module holding torch.ao packed params, or None."""
+    for name, module in model.named_modules():
+        if _packed_params(module):
+            return name, type(module).__name__
+    return None
+
+
+def _cpu_only(model: nn.Module, device: torch.device | None) -> None:
+    """Quantized kernels (quantized::conv2d, quantized::linear...) exist only for the CPU and
+    their packed weights do not move: on meta or CUDA the pass would fail deep inside torch, so
+    we say so in one line first."""
+    if device is None or device.type == "cpu":
+        return
+    found = _quantized_module(model)
+    if found is not None:
+        name, kind = found
+        raise ForwardError(
+            f"the model is quantized ({name or 'the model'} is a {kind} holding packed int8 "
+            f"weights), and quantized kernels run only on the CPU, not on {device.type}.",
+            "Run it with `device=cpu`.",
+        )
+
+
 def _cuda_sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -412,14 +606,22 @@ def _cuda_sync(device: torch.device) -> None:
 def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
         device: torch.device | None = None, train: bool = False, grad: bool = False,
         keep_output: bool = False, count_flops: bool = True,
-        probes: tuple[Probe, ...] = ()) -> Trace:
-    """Run ``model(*args, **kwargs)`` once under hooks and return what every module did."""
+        probes: tuple[Probe, ...] = (), exact: bool = True) -> Trace:
+    """Run ``model(*args, **kwargs)`` once under hooks and return what every module did.
+
+    ``exact``: float32 computed as float32 on CUDA (no TF32), for values others compare with;
+    ``memory`` turns it off, since cuDNN picks other algorithms, with other workspaces, then."""
     kwargs = kwargs or {}
+    _cpu_only(model, device)
     with _placed(model, device) as placed:
         modules = dict(placed.named_modules())
         records = scan(placed, modules)
         state = _Pass(records, probes, count_flops)
         run_device = device or model_device(placed) or torch.device("cpu")
+        if run_device.type == "meta" and "transformers" in sys.modules:
+            from modelviz.core.hub import meta_safe_masks
+
+            meta_safe_masks()  # a transformers model passed in, not built by name
         dtype = model_dtype(placed)
         peak: int | None = None
         _cuda_sync(run_device)
@@ -431,6 +633,8 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
             stack.enter_context(_mode(placed, modules, train))
             stack.enter_context(torch.set_grad_enabled(grad))
             stack.enter_context(_no_fastpath())
+            if exact:
+                stack.enter_context(_full_precision(run_device))
             stack.enter_context(_gc_paused())
             for probe in probes:
                 stack.enter_context(probe.context())
@@ -448,12 +652,15 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
     for record in reversed(records.values()):  # children come after their parent
         record.flops = (sum(c.flops for c in record.calls) if record.calls
                         else sum(records[c].flops for c in record.children))
+        record.int_flops = (sum(c.int_flops for c in record.calls) if record.calls
+                            else sum(records[c].int_flops for c in record.children))
     trace = Trace(
         model_type=type(model).__name__, modules=records, calls=state.calls,
         inputs=[describe(a) for a in args] + ([describe(kwargs)] if kwargs else []),
         output=describe(output), device=str(run_device),
         dtype=dtype_name(dtype) if dtype is not None else "float32", elapsed_s=elapsed,
-        peak_memory_bytes=peak, flops=state.total_flops, uncounted=state.uncounted,
+        peak_memory_bytes=peak, flops=state.total_flops, int_flops=state.int_flops,
+        uncounted=state.uncounted,
         output_value=output if keep_output else None,
     )
     for probe in probes:

@@ -258,7 +258,7 @@ def _hf_sizes(module: nn.Module, config: Any) -> list[InputSpec] | None:
 
 def _build_hf(name: str, kwargs: dict[str, Any]) -> HubModel:
     transformers = _require("transformers")
-    _meta_safe_masks()
+    meta_safe_masks()
     if not name:
         raise UnknownModelError("`model` hf: needs a name.",
                                 "Give a model type, folder or cached Hub id, e.g. hf:gpt2.")
@@ -273,15 +273,16 @@ def _build_hf(name: str, kwargs: dict[str, Any]) -> HubModel:
 _PATCHED = False
 
 
-def _meta_safe_masks() -> None:
+def meta_safe_masks() -> None:
     """Let transformers build attention masks from meta tensors.
 
     Its mask code skips work by reading mask values (``padding_mask.all()``, packed-sequence
     checks), except when ``is_tracing``: then it builds the mask from shapes alone. A meta
     tensor has no values, so reading them can only raise; treating meta tensors as traced
     takes the shape-only path there and changes nothing for any other tensor. This is one
-    process-wide change to transformers, made when an ``hf:`` model is first built; a caller's
-    own models see it only with meta tensors, which could not have worked before.
+    process-wide change to transformers, made when an ``hf:`` model is first built or a model
+    first runs on meta with transformers loaded; other models see it only with meta tensors,
+    which could not have worked before.
     """
     global _PATCHED  # noqa: PLW0603 - patched once per process
     if _PATCHED:

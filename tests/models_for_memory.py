@@ -1,0 +1,57 @@
+"""The models that memory predictions are checked on, built the same way on both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Recurrent(nn.Module):
+    """An LSTM classifier: what autograd saves for an RNN is per time step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(64, 256, num_layers=2, batch_first=True)
+        self.head = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        result: torch.Tensor = self.head(out[:, -1])
+        return result
+
+
+def _resnet18() -> tuple[nn.Module, Callable[[int], Any]]:
+    import torchvision
+
+    return torchvision.models.resnet18(), lambda b: torch.randn(b, 3, 224, 224)
+
+
+def _gpt2_small() -> tuple[nn.Module, Callable[[int], Any]]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=2, n_embd=256, n_head=4, vocab_size=8000, use_cache=False,
+                        bos_token_id=0, eos_token_id=0)
+    model = GPT2LMHeadModel(config)
+
+    class Logits(nn.Module):  # the logits alone, as the measurement's loss takes them
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.model(ids).logits
+            return logits
+
+    return Logits(), lambda b: torch.randint(0, 8000, (b, 256))
+
+
+def _lstm() -> tuple[nn.Module, Callable[[int], Any]]:
+    return Recurrent(), lambda b: torch.randn(b, 100, 64)
+
+
+MODELS: dict[str, Callable[[], tuple[nn.Module, Callable[[int], Any]]]] = {
+    "resnet18": _resnet18, "gpt2-small": _gpt2_small, "lstm": _lstm}
+SIZES = {"resnet18": "3x224x224", "gpt2-small": "int64:256", "lstm": "100x64"}

@@ -1,0 +1,242 @@
+"""``modelviz memory``: simulated peaks against what real steps measured.
+
+Two oracles from outside the simulation: an H100's ``max_memory_allocated`` over real steps
+(tests/data/h100_memory.json, written by scripts/gpu_truth.py on torch 2.11 with cuDNN 9.19; the
+predictions here run on meta, on this machine), and the peak resident memory of a fresh CPU
+process running the same step (tests/memory_truth.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import torch
+
+from modelviz import api
+from modelviz.errors import SpecError
+from modelviz.features.memory import simulate
+from modelviz.features.memory.budget import parse_budget
+from tests.helpers import ROOT, Cli
+from tests.models_for_memory import MODELS, SIZES
+
+pytestmark = pytest.mark.xdist_group("memory")  # the CPU measurements want a quiet core
+
+H100 = json.loads((ROOT / "tests" / "data" / "h100_memory.json").read_text())
+MB = 2**20
+
+
+def _h100(name: str, optimizer: str, amp: str | None) -> dict[str, Any]:
+    for record in H100["memory"]:
+        if (record.get("name"), record.get("optimizer"), record.get("amp")) == (
+                name, optimizer, str(amp and {"bf16": "torch.bfloat16"}[amp])):
+            found: dict[str, Any] = record
+            return found
+    raise KeyError(name)
+
+
+def _measured_training(record: dict[str, Any]) -> int:
+    """The second step's peak: the steady state, optimizer state held throughout."""
+    step = record["steps"][1]
+    peak: int = max(step["forward_peak"], step["backward_peak"], step.get("step_peak", 0))
+    return peak
+
+
+# (model, sizes, batch, optimizer, amp, tolerance). Tolerances are what this simulation reaches,
+# not slack: the remaining gap is cuDNN's and cuBLAS's workspaces, which CUDA allocates inside
+# kernels (through the caching allocator, so max_memory_allocated sees them) and no tensor shows.
+CASES = [
+    ("resnet50", "3x224x224", 32, "adam", None, 0.03),
+    ("resnet50", "3x224x224", 32, "momentum", None, 0.03),
+    ("resnet50", "3x224x224", 32, "adamw", "bf16", 0.03),
+    ("vit_b_16", "3x224x224", 16, "adamw", None, 0.03),
+    ("vit_b_16", "3x224x224", 16, "adamw", "bf16", 0.04),
+    ("mobilenet_v3_small", "3x224x224", 64, "adam", None, 0.03),
+    ("gpt2", "int64:512", 4, "adamw", None, 0.05),
+    ("gpt2", "int64:512", 4, "adamw", "bf16", 0.03),
+]
+
+
+@pytest.mark.parametrize(("name", "sizes", "batch", "optimizer", "amp", "tolerance"), CASES,
+                         ids=[f"{c[0]}-{c[3]}-{c[4] or 'fp32'}" for c in CASES])
+def test_meta_plan_matches_an_h100(name: str, sizes: str, batch: int, optimizer: str,
+                                   amp: str | None, tolerance: float) -> None:
+    """Planned on meta, here, against the same step measured on an H100. GPT-2 is
+    transformers' GPT2LMHeadModel at its default config, as the measurement built it; the
+    measured inference peak there was taken with the optimizer's state still held, which is
+    subtracted (the record's inference_start minus the weights and inputs)."""
+    model = "hf:gpt2@causal-lm" if name == "gpt2" else name
+    extra: dict[str, Any] = {"forward_args": {"use_cache": False}} if name == "gpt2" else {}
+    plan = api.memory(model, sizes, batch_size=batch, optimizer=optimizer, amp=amp,
+                      device="meta", **extra)
+    record = _h100(name, optimizer, amp)
+    assert plan.training is not None
+    measured = _measured_training(record)
+    assert plan.training.peak_bytes == pytest.approx(measured, rel=tolerance), (
+        plan.training.peak_bytes / MB, measured / MB)
+    held = record["inference_start"] - record["after_setup"]
+    inference = record["inference_peak"] - held
+    assert plan.inference.peak_bytes == pytest.approx(inference, rel=0.06), (
+        plan.inference.peak_bytes / MB, inference / MB)
+    # the parts that need no measuring are exact, up to CUDA's 512-byte blocks (which add 0.3%
+    # to mobilenet_v3_small's many small tensors)
+    assert plan.training.parameters_bytes == pytest.approx(record["params_bytes"], rel=5e-3)
+    states = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[optimizer]
+    assert plan.training.optimizer_bytes == pytest.approx(states * record["params_bytes"],
+                                                          rel=5e-3)
+
+
+def _cpu_truth(name: str, batch: int, optimizer: str) -> int:
+    env = {**os.environ, "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1",
+           "TRANSFORMERS_VERBOSITY": "error"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_truth.py"), name,
+                           str(batch), optimizer], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    measured: int = json.loads(proc.stdout.strip().splitlines()[-1])["measured_peak_bytes"]
+    return measured
+
+
+@pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), [
+    ("resnet18", 8, "none", 0.05),
+    # GPT-2 (2 layers, 8 x 256 tokens): planned 305 MB; measured 324-347 MB over runs here,
+    # RSS being 7% noisy even with one thread and one malloc arena. The rest is the CPU kernels'
+    # own scratch (flash attention for the CPU, oneDNN's matmuls), which no tensor shows.
+    ("gpt2-small", 8, "adamw", 0.15),
+])
+def test_cpu_plan_matches_a_real_cpu_step(name: str, batch: int, optimizer: str,
+                                          tolerance: float) -> None:
+    """The same model and inputs in a fresh process: peak RSS of two real steps (or one no-grad
+    pass) above the baseline, plus the weights and inputs the baseline held.
+
+    Not here, because they miss: convolution training on the CPU, predicted 18% under (oneDNN
+    reorders activations into blocked layouts inside its kernels, buffers no tensor shows), and
+    an LSTM, predicted 38% over (the CPU kernel keeps less than its composite ops' outputs)."""
+    torch.manual_seed(0)
+    model, _ = MODELS[name]()
+    plan = api.memory(model, SIZES[name], batch_size=batch, optimizer=optimizer, device="cpu")
+    predicted = plan.training.peak_bytes if plan.training else plan.inference.peak_bytes
+    measured = _cpu_truth(name, batch, optimizer)
+    assert predicted == pytest.approx(measured, rel=tolerance), (predicted / MB, measured / MB)
+
+
+def test_second_step_derived_on_meta_equals_two_simulated_steps() -> None:
+    """On meta one step is simulated and the second derived from it; both ways agree."""
+    plan = api.prepare("vit_b_16", batch_size=16, device="meta")
+    args, kwargs = plan.inputs.args, plan.inputs.kwargs
+    one, _ = simulate.training(plan.model, args, kwargs, plan.device, optimizer="adamw",
+                               steps=1)
+    two, _ = simulate.training(plan.model, args, kwargs, plan.device, optimizer="adamw",
+                               steps=2)
+    assert one.peak_bytes == pytest.approx(two.peak_bytes, rel=1e-3)
+    assert one.peak_phase == two.peak_phase == "backward (step 2)"
+
+
+def test_fit_is_the_largest_batch_that_fits() -> None:
+    budget = 1_500_000_000
+    plan = api.memory("resnet18", batch_size=1, device="meta", optimizer="sgd", fit="1.5GB")
+    assert plan.fit is not None and plan.fit.budget_bytes == budget
+    best = plan.fit.max_batch_size
+    assert best > 1
+    fits = api.memory("resnet18", batch_size=best, device="meta", optimizer="sgd").training
+    over = api.memory("resnet18", batch_size=best + 1, device="meta", optimizer="sgd").training
+    assert fits is not None and over is not None
+    assert fits.peak_bytes <= budget < over.peak_bytes
+    assert plan.fit.peak_bytes == fits.peak_bytes and plan.fit.next_peak_bytes == over.peak_bytes
+
+
+def test_checkpointing_the_blocks_frees_their_activations() -> None:
+    kwargs: dict[str, Any] = {"kwargs": {"n_layer": 4}, "forward_args": {"use_cache": False}}
+    plain = api.memory("hf:gpt2@causal-lm", "int64:512", batch_size=8, device="meta",
+                       optimizer="adamw", **kwargs)
+    saved = api.memory("hf:gpt2@causal-lm", "int64:512", batch_size=8, device="meta",
+                       optimizer="adamw", checkpointing=True, **kwargs)
+    assert plain.training is not None and saved.training is not None
+    assert saved.training.checkpointed == [f"transformer.h.{i}" for i in range(4)]
+    assert saved.training.activations_bytes < 0.3 * plain.training.activations_bytes
+    assert saved.training.peak_bytes < plain.training.peak_bytes
+
+
+def test_sharding_divides_what_is_split_and_gathers_one_block() -> None:
+    plan = api.memory("hf:llama", "int64:512", device="meta", dtype="bfloat16",
+                      optimizer="adamw", shard=8, kwargs={"num_hidden_layers": 2},
+                      forward_args={"use_cache": False})
+    training, sharding = plan.training, plan.sharding
+    assert training is not None and sharding is not None
+    assert sharding.block == "layers.0"
+    at = training.at_peak
+    split = at.get("parameters", 0) + at.get("gradients", 0) + at.get("optimizer", 0)
+    # everything split shrinks 8 times; two blocks' parameters are gathered whole (the running
+    # one and the prefetched one), and in backward one block's full gradient too
+    gathered = (3 if training.peak_phase.startswith("backward") else 2) * sharding.block_bytes
+    assert sharding.block_bytes == 2 * (3 * 4096 * 11008 + 4 * 4096 * 4096 + 2 * 4096)
+    assert sharding.training_peak_bytes == pytest.approx(
+        training.peak_bytes - split * 7 / 8 + gathered, abs=1)
+    assert sharding.inference_peak_bytes == pytest.approx(
+        plan.inference.peak_bytes - plan.inference.weights_bytes * 7 / 8
+        + 2 * sharding.block_bytes, abs=1)
+
+
+def test_parameter_bytes_are_exact_on_cpu_and_inference_frees_as_it_goes() -> None:
+    plan = api.memory("resnet18", batch_size=2, device="cpu", optimizer="adam")
+    assert plan.training is not None
+    assert plan.training.parameters_bytes == 11_689_512 * 4
+    assert plan.training.gradients_bytes == 11_689_512 * 4
+    assert plan.training.optimizer_bytes == 2 * 11_689_512 * 4 + 62 * 4  # + Adam's step counters
+    held = plan.inference.weights_bytes + plan.inference.inputs_bytes
+    assert plan.inference.peak_bytes - held < plan.training.activations_bytes
+    assert plan.per_module.parameters[""] == 11_689_512 * 4
+    assert plan.per_module.activations[""] == plan.training.activations_bytes
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("80GB", 80 * 10**9), ("80GiB", 80 * 2**30), ("512MiB", 512 * 2**20),
+    ("a100-40gb", 40_536 * 2**20), ("H100", 81_559 * 2**20)])
+def test_budgets(text: str, expected: int) -> None:
+    assert parse_budget(text)[0] == expected
+
+
+@pytest.mark.parametrize("text", ["80", "80XB", "lots", "0GB"])
+def test_bad_budgets_are_refused(text: str) -> None:
+    with pytest.raises(SpecError):
+        parse_budget(text)
+
+
+def test_cli_json(cli: Cli) -> None:
+    result = cli("memory", "resnet18", "-b", "2", "--device", "meta", "--optimizer", "adamw",
+                 "--fit", "2GB", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["training"]) >= {"peak_bytes", "peak_phase", "parameters_bytes",
+                                     "gradients_bytes", "optimizer_bytes", "activations_bytes"}
+    assert data["inference"]["peak_bytes"] < data["training"]["peak_bytes"]
+    assert data["max_batch_size"] == data["fit"]["max_batch_size"] > 2
+    assert [row["name"] for row in data["layers"]][:3] == ["", "conv1", "bn1"]
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--fit", "80XB"], "--fit"),
+    (["--amp", "bf16", "--dtype", "float16"], "--amp"),
+    (["--optimizer", "lion"], "--optimizer"),
+    (["--shard", "0"], "--shard"),
+])
+def test_cli_mistakes_are_one_line(cli: Cli, args: list[str], words: str) -> None:
+    result = cli("memory", "resnet18", "--device", "meta", *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
+
+
+def test_cli_table_and_markdown(cli: Cli, tmp_path: Any) -> None:
+    result = cli("memory", "resnet18", "-b", "4", "--device", "meta")
+    assert result.exit_code == 0
+    assert "Training peak (adam)" in result.stdout and "Saved activations" in result.stdout
+    out = tmp_path / "memory.md"
+    result = cli("memory", "resnet18", "--device", "meta", "-o", str(out))
+    assert result.exit_code == 0
+    text = out.read_text()
+    assert text.startswith("# Memory: resnet18") and "| Training peak (adam) |" in text
