@@ -142,7 +142,8 @@ def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
 
 def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
            amp: str | None = None, checkpointing: bool = False, shard: int = 1,
-           fit: str | None = None, depth: int = 1, **options: Any) -> MemoryPlan:
+           fit: str | None = None, depth: int = 1, kv_cache: int | None = None,
+           **options: Any) -> MemoryPlan:
     """The peak memory of inference and of a training step, simulated allocation by allocation
     (on ``device="meta"`` without any memory), with what makes it up layer by layer.
 
@@ -150,8 +151,9 @@ def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
     bf16 or fp16 autocast over float32 weights. ``checkpointing``: activation checkpointing of
     the repeated blocks. ``shard``: the peak per device under FSDP / ZeRO-3 over that many.
     ``fit``: a budget (``80GB``, ``24GiB``, ``h100``); ``.fit.max_batch_size`` is the largest
-    batch whose peak fits. The optimizer steps with a learning rate of 0: weights stay as they
-    were. ``options`` are those of ``prepare``.
+    batch whose peak fits. ``kv_cache``: for a decoder, serving with a KV cache of that many
+    tokens (prefill, then one decoded token). The optimizer steps with a learning rate of 0:
+    weights stay as they were. ``options`` are those of ``prepare``.
     """
     from modelviz.features.memory.budget import parse_budget
     from modelviz.features.memory.plan import plan
@@ -159,7 +161,7 @@ def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
     budget = parse_budget(fit) if fit is not None else None
     prepared = prepare(model, *sizes, **options)
     return plan(prepared, optimizer=optimizer, amp=amp, checkpointing=checkpointing,
-                shard_over=shard, budget=budget, depth=depth)
+                shard_over=shard, budget=budget, depth=depth, kv_cache=kv_cache)
 
 
 # TensorBoard: the seed posts' SummaryWriter routine from one pass.
@@ -187,11 +189,13 @@ def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
 def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Path,
            layers: str | tuple[str, ...] | list[str] = (), depth: int | None = None,
            onnx: bool = True, atol: float | None = None, static: bool = False,
-           max_channels: int = 16,
+           max_channels: int = 16, memory: bool = True, profile: bool = True,
            train: bool = False, **options: Any) -> Report:
     """Every artifact in ``output_dir``: summary.json/.md, graph.svg, model.onnx, activation
-    grids, index.html and report.json, from one pass. A part that fails is recorded in
-    ``Report.parts`` (``.ok`` is False) while the others are written. ``options`` are those of
+    grids, memory.json (an Adam training step's plan), profile.json (5 timed runs), index.html
+    and report.json, from one pass. A part that fails is recorded in ``Report.parts`` (``.ok``
+    is False) while the others are written; ``memory=False`` / ``profile=False`` skip a part
+    (as the meta device skips the profile), which is no failure. ``options`` are those of
     ``prepare``."""
     from modelviz.features.report import build as reports
 
@@ -199,7 +203,8 @@ def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Pat
     prepared = prepare(model, *sizes, **options)
     return reports.build(prepared, output_dir, layers=(layers,) if isinstance(layers, str)
                          else tuple(layers), depth=depth, onnx=onnx, atol=atol,
-                         static=static, max_channels=max_channels, train=train)
+                         static=static, max_channels=max_channels, memory=memory,
+                         profile=profile, train=train)
 
 
 # Profile: measured time per module beside its FLOPs and bytes.

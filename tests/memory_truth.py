@@ -1,4 +1,8 @@
-"""What a real CPU training step or inference pass uses, measured in a fresh process.
+"""What a real CPU training step or inference pass uses: torch's CPU allocator, and the process.
+
+``allocator_peak`` follows torch.profiler's memory timeline (every allocation and free the c10
+CPU allocator made, kernels' own temporaries included): the CPU's ``max_memory_allocated``.
+The script measures the other figure, resident memory, in a fresh process:
 
 Run as ``python tests/memory_truth.py MODEL BATCH OPTIMIZER``: it builds the model, its inputs and
 its optimizer, resets the kernel's peak-RSS mark, runs two real steps (the second holds the
@@ -33,6 +37,63 @@ def _rss_peak() -> int:
     raise RuntimeError("no VmHWM")
 
 
+def make_optimizer(name: str, params: list[Any]) -> Any:
+    import torch
+
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.0)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=0.0, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=0.0)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=0.0)
+    return None
+
+
+def steps(model: Any, args: tuple[Any, ...], opt: Any) -> None:
+    """Two training steps (the second holds the optimizer state), or one no-grad pass."""
+    import torch
+
+    if opt is None:
+        model.eval()
+        with torch.no_grad():
+            model(*args)
+        return
+    model.train()
+    for _ in range(2):
+        loss = model(*args).float().mean()
+        loss.backward()
+        del loss
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def allocator_peak(name: str, batch: int, optimizer: str) -> int:
+    """The peak of torch's CPU allocator over ``steps``, plus what was allocated before."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    torch.manual_seed(0)
+    model, args = build(name, batch)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
+    held = sum(t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers(),
+                                                     *args])
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                 with_stack=True) as prof:  # the memory timeline needs all three
+        steps(model, args, opt)
+    current = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            current += size
+        elif action == Action.DESTROY:
+            current -= size
+        peak = max(peak, current)
+    total: int = peak + held
+    return total
+
+
 def build(name: str, batch: int) -> tuple[Any, tuple[Any, ...]]:
     from tests.models_for_memory import MODELS
 
@@ -47,16 +108,7 @@ def main() -> None:
     name, batch, optimizer = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     torch.manual_seed(0)
     model, args = build(name, batch)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt: torch.optim.Optimizer | None = None
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=0.0)
-    elif optimizer == "momentum":
-        opt = torch.optim.SGD(params, lr=0.0, momentum=0.9)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=0.0)
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=0.0)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
     held = sum(t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers(),
                                                      *args])
 
@@ -73,16 +125,7 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
     Path("/proc/self/clear_refs").write_text("5")  # the peak-RSS mark from here on
     base = _rss_now()
-    if opt is None:
-        with torch.no_grad():
-            model(*args)
-    else:
-        for _ in range(2):
-            loss = loss_of(model(*args))
-            loss.backward()
-            del loss
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+    steps(model, args, opt)
     print(json.dumps({"measured_peak_bytes": _rss_peak() - base + held, "held_bytes": held}))
 
 

@@ -22,6 +22,7 @@ from modelviz.errors import SpecError
 from modelviz.features.memory import simulate
 from modelviz.features.memory.budget import parse_budget
 from tests.helpers import ROOT, Cli
+from tests.memory_truth import allocator_peak
 from tests.models_for_memory import MODELS, SIZES
 
 pytestmark = pytest.mark.xdist_group("memory")  # the CPU measurements want a quiet core
@@ -100,27 +101,52 @@ def _cpu_truth(name: str, batch: int, optimizer: str) -> int:
     return measured
 
 
-@pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), [
-    ("resnet18", 8, "none", 0.05),
-    # GPT-2 (2 layers, 8 x 256 tokens): planned 305 MB; measured 324-347 MB over runs here,
-    # RSS being 7% noisy even with one thread and one malloc arena. The rest is the CPU kernels'
-    # own scratch (flash attention for the CPU, oneDNN's matmuls), which no tensor shows.
-    ("gpt2-small", 8, "adamw", 0.15),
-])
-def test_cpu_plan_matches_a_real_cpu_step(name: str, batch: int, optimizer: str,
-                                          tolerance: float) -> None:
-    """The same model and inputs in a fresh process: peak RSS of two real steps (or one no-grad
-    pass) above the baseline, plus the weights and inputs the baseline held.
-
-    Not here, because they miss: convolution training on the CPU, predicted 18% under (oneDNN
-    reorders activations into blocked layouts inside its kernels, buffers no tensor shows), and
-    an LSTM, predicted 38% over (the CPU kernel keeps less than its composite ops' outputs)."""
+def _planned(name: str, batch: int, optimizer: str) -> int:
     torch.manual_seed(0)
     model, _ = MODELS[name]()
     plan = api.memory(model, SIZES[name], batch_size=batch, optimizer=optimizer, device="cpu")
-    predicted = plan.training.peak_bytes if plan.training else plan.inference.peak_bytes
+    return plan.training.peak_bytes if plan.training else plan.inference.peak_bytes
+
+
+# (model, batch, optimizer, tolerance against torch's CPU allocator). Planned / allocator:
+# resnet18 0.987, GPT-2 1.000, inference 1.000; the LSTM 0.86, because oneDNN's RNN backward
+# allocates its own temporaries through torch's allocator inside one op, where no tensor shows.
+ALLOCATOR_CASES = [("resnet18", 8, "adam", 0.03), ("gpt2-small", 8, "adamw", 0.02),
+                   ("resnet18", 8, "none", 0.01), ("lstm", 32, "adam", 0.16)]
+
+
+@pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), ALLOCATOR_CASES)
+def test_cpu_plan_matches_torchs_cpu_allocator(name: str, batch: int, optimizer: str,
+                                               tolerance: float) -> None:
+    """Against every allocation and free torch's CPU allocator made over the same two steps
+    (torch.profiler's memory timeline): the CPU's max_memory_allocated, kernels' own
+    temporaries included."""
+    measured = allocator_peak(name, batch, optimizer)
+    assert _planned(name, batch, optimizer) == pytest.approx(measured, rel=tolerance), (
+        _planned(name, batch, optimizer) / MB, measured / MB)
+
+
+@pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), [
+    ("resnet18", 8, "none", 0.05),
+    # GPT-2 (2 layers, 8 x 256 tokens): planned 305 MB, as torch's allocator peaks; resident
+    # memory measured 324-347 MB over runs here (malloc's own slack), 7% noisy even with one
+    # thread and one malloc arena.
+    ("gpt2-small", 8, "adamw", 0.15),
+])
+def test_cpu_plan_matches_a_real_processs_resident_memory(name: str, batch: int,
+                                                          optimizer: str,
+                                                          tolerance: float) -> None:
+    """The same model and inputs in a fresh process: peak RSS of two real steps (or one no-grad
+    pass) above the baseline, plus the weights and inputs the baseline held.
+
+    Resident memory is not what torch allocates, and two models show it: a CPU convolution
+    step is 18% above the plan (oneDNN reorders activations into blocked layouts in buffers of
+    its own, outside torch's allocator, which the allocator test above agrees with the plan
+    on), and an LSTM 28% below it (oneDNN's 49 MB RNN workspace per layer is allocated whole
+    but only a third of its pages are ever written, so never resident)."""
     measured = _cpu_truth(name, batch, optimizer)
-    assert predicted == pytest.approx(measured, rel=tolerance), (predicted / MB, measured / MB)
+    planned = _planned(name, batch, optimizer)
+    assert planned == pytest.approx(measured, rel=tolerance), (planned / MB, measured / MB)
 
 
 def test_second_step_derived_on_meta_equals_two_simulated_steps() -> None:
@@ -167,14 +193,16 @@ def test_sharding_divides_what_is_split_and_gathers_one_block() -> None:
     training, sharding = plan.training, plan.sharding
     assert training is not None and sharding is not None
     assert sharding.block == "layers.0"
-    at = training.at_peak
-    split = at.get("parameters", 0) + at.get("gradients", 0) + at.get("optimizer", 0)
-    # everything split shrinks 8 times; two blocks' parameters are gathered whole (the running
-    # one and the prefetched one), and in backward one block's full gradient too
-    gathered = (3 if training.peak_phase.startswith("backward") else 2) * sharding.block_bytes
     assert sharding.block_bytes == 2 * (3 * 4096 * 11008 + 4 * 4096 * 4096 + 2 * 4096)
-    assert sharding.training_peak_bytes == pytest.approx(
-        training.peak_bytes - split * 7 / 8 + gathered, abs=1)
+    # in each phase everything split shrinks 8 times; two blocks' parameters are gathered whole
+    # (the running one and the prefetched one), in backward one block's full gradient too; the
+    # activations stay whole, so once sharded another phase may peak
+    assert sharding.training_peak_bytes == max(
+        int(p.peak_bytes - 7 / 8 * (p.at.get("parameters", 0) + p.at.get("gradients", 0)
+                                    + p.at.get("optimizer", 0))
+            + (3 if p.phase.startswith("backward") else 2) * sharding.block_bytes)
+        for p in training.phases)
+    assert sharding.training_peak_bytes < training.peak_bytes / 2
     assert sharding.inference_peak_bytes == pytest.approx(
         plan.inference.peak_bytes - plan.inference.weights_bytes * 7 / 8
         + 2 * sharding.block_bytes, abs=1)
@@ -240,3 +268,43 @@ def test_cli_table_and_markdown(cli: Cli, tmp_path: Any) -> None:
     assert result.exit_code == 0
     text = out.read_text()
     assert text.startswith("# Memory: resnet18") and "| Training peak (adam) |" in text
+
+
+def test_llama_70b_is_planned_on_meta() -> None:
+    """A 70B model planned without memory: bf16 weights, AdamW, 4,096 tokens. (On this machine
+    the command takes 7 s and 0.85 GB resident; with --checkpointing --shard 64 --fit 80GB, 25 s,
+    batch 11 per device.)"""
+    plan = api.memory("sample_models/llama.py:llama_70b", "int64:4096", device="meta",
+                      dtype="bfloat16", optimizer="adamw", shard=64)
+    training, sharding = plan.training, plan.sharding
+    assert training is not None and sharding is not None
+    assert training.parameters_bytes == 68_976_648_192 * 2
+    assert training.gradients_bytes == training.parameters_bytes
+    assert training.optimizer_bytes == 2 * training.parameters_bytes  # two bf16 moments
+    # without checkpointing a 4,096-token sequence keeps 129 GB of activations: no device fits
+    assert sharding.training_peak_bytes is not None
+    assert sharding.training_peak_bytes > 80 * 10**9 > sharding.inference_peak_bytes
+
+
+def test_kv_cache_is_the_models_own_cache() -> None:
+    """Llama with grouped-query attention: 8 key/value heads of 128 for 32 query heads; the
+    cache holds keys and values of every layer for every token, in bf16."""
+    plan = api.memory("hf:llama", "int64:16", device="meta", dtype="bfloat16",
+                      optimizer="none", kv_cache=4096,
+                      kwargs={"num_hidden_layers": 2, "num_key_value_heads": 8})
+    kv = plan.kv_cache
+    assert kv is not None and kv.tokens == 4096
+    assert kv.cache_bytes == 2 * 2 * 8 * 4096 * 128 * 2  # (k, v) x layers x heads x T x dim x 2 B
+    weights = plan.inference.weights_bytes
+    assert kv.decode_peak_bytes > weights + kv.cache_bytes
+    assert kv.prefill_peak_bytes > weights + kv.cache_bytes
+
+
+def test_kv_cache_on_cpu_equals_meta_and_refuses_models_without_a_cache() -> None:
+    options: dict[str, Any] = {"kwargs": {"n_layer": 2}, "optimizer": "none", "kv_cache": 256}
+    cpu = api.memory("hf:gpt2@causal-lm", device="cpu", **options).kv_cache
+    meta = api.memory("hf:gpt2@causal-lm", device="meta", **options).kv_cache
+    assert cpu is not None and meta is not None
+    assert cpu.cache_bytes == meta.cache_bytes == 2 * 2 * 256 * 768 * 4
+    with pytest.raises(SpecError, match="kv_cache"):
+        api.memory("resnet18", device="meta", optimizer="none", kv_cache=16)

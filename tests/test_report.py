@@ -60,6 +60,45 @@ def test_every_artifact_with_its_content(net_report: tuple[Path, dict[str, objec
     assert onnx_part["op_counts"]["Conv"] == 2 and onnx_part["op_counts"]["Gemm"] == 3
 
 
+def test_memory_part_is_the_memory_commands_plan(
+        net_report: tuple[Path, dict[str, object]]) -> None:
+    import modelviz
+
+    folder, data = net_report
+    written = json.loads((folder / "memory.json").read_text())
+    expected = modelviz.memory(NET, "1x28x28").to_dict()  # the same model, device and batch
+    assert written["schema"] == "modelviz.memory/1" and written["optimizer"] == "adam"
+    for key in ("inference", "training", "layers", "batch_size", "device", "dtype"):
+        assert written[key] == expected[key], key
+    training = written["training"]
+    assert training["parameters_bytes"] >= 44_426 * 4 and training["optimizer_bytes"] > 0
+    parts = data["parts"]
+    assert isinstance(parts, dict)
+    assert parts["memory"] == {
+        "status": "ok", "error": None, "problem": None, "skipped": None,
+        "files": ["memory.json"], "optimizer": "adam", "batch_size": 1,
+        "inference_peak_bytes": expected["inference"]["peak_bytes"],
+        "training_peak_bytes": training["peak_bytes"],
+        "training_peak_phase": training["peak_phase"]}
+
+
+def test_profile_part_times_every_layer(net_report: tuple[Path, dict[str, object]]) -> None:
+    folder, data = net_report
+    profile = json.loads((folder / "profile.json").read_text())
+    assert profile["schema"] == "modelviz.profile/1" and profile["runs"] == 5
+    assert profile["warmup"] == 1 and profile["total_ms"] > 0
+    modules = {m["name"]: m for m in profile["modules"]}
+    assert {"conv1", "conv2", "fc1", "fc2", "fc3"} <= set(modules)
+    for name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        assert modules[name]["timed"] and modules[name]["total_ms"] > 0, name
+    assert modules["conv1"]["flops"] > 0  # from the report's own pass
+    parts = data["parts"]
+    assert isinstance(parts, dict)
+    part = parts["profile"]
+    assert part["status"] == "ok" and part["files"] == ["profile.json"]
+    assert [m["name"] for m in part["slowest"]] == profile["slowest"] != []
+
+
 def test_index_page_in_a_real_browser(net_report: tuple[Path, dict[str, object]]) -> None:
     folder, _data = net_report
     page = (folder / "index.html").read_text()
@@ -75,6 +114,24 @@ def test_index_page_in_a_real_browser(net_report: tuple[Path, dict[str, object]]
     assert "Total params" in dom and "44,426" in dom
     assert dom.count('src="data:image/png;base64,') == 4
     assert re.search(r'id="zoom"[^>]*>\d+%<', dom)  # the zoom control initialised
+    # The memory plan's figures, and the time of each layer beside the summary's columns.
+    from modelviz.features.memory.view import size
+
+    memory = json.loads((folder / "memory.json").read_text())
+    memory_section = dom[dom.index('id="memory"'):dom.index('id="profile"')]
+    assert "Inference peak (no grad)" in memory_section and "Training peak (adam)" in memory_section
+    assert size(memory["training"]["peak_bytes"]) in memory_section
+    assert size(memory["inference"]["peak_bytes"]) in memory_section
+    assert "<code>fc1</code>" in memory_section and "Optimizer state" in memory_section
+    profile = json.loads((folder / "profile.json").read_text())
+    time_section = dom[dom.index('id="profile"'):dom.index('id="graph"')]
+    assert "Slowest layers" in time_section
+    for name in profile["slowest"]:
+        assert f"<code>{name}</code>" in time_section
+    assert "Time (ms)" in layers_table
+    conv1 = next(m for m in profile["modules"] if m["name"] == "conv1")
+    assert f"{conv1['total_ms']:.3f}" in layers_table.split("<code>conv1</code>", 1)[1].split(
+        "</tr>", 1)[0]
 
 
 def test_failing_part_is_reported_and_the_rest_written(cli: Cli, tmp_path: Path,
@@ -84,14 +141,54 @@ def test_failing_part_is_reported_and_the_rest_written(cli: Cli, tmp_path: Path,
     result = cli("report", NET, "1x28x28", "-o", str(folder), "--no-onnx", "--layer", "conv1")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: 2 of 4 parts did not pass: graph (failed), onnx (failed).")
+        "error: 2 of 6 parts did not pass: graph (failed), onnx (failed).")
     assert sorted(p.name for p in folder.iterdir()) == [
-        "activations", "index.html", "report.json", "summary.json", "summary.md"]
+        "activations", "index.html", "memory.json", "profile.json", "report.json",
+        "summary.json", "summary.md"]
     report = json.loads((folder / "report.json").read_text())
     assert "no-such-dot" in report["parts"]["graph"]["error"]
     assert report["parts"]["onnx"]["error"] == "skipped (--no-onnx)."
     page = (folder / "index.html").read_text()
     assert "graph: failed" in page and "no-such-dot" in page and "conv1.png" not in page
+
+
+def test_memory_and_profile_can_be_left_out(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "report"
+    result = cli("report", NET, "1x28x28", "-o", str(folder), "--no-memory", "--no-profile",
+                 "--layer", "conv1", "--static")
+    assert result.exit_code == 0, result.stderr  # skipped on request: not a failure
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "activations", "graph.svg", "index.html", "model.onnx", "report.json", "summary.json",
+        "summary.md"]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["ok"] is True
+    assert report["parts"]["memory"] == {"status": "skipped", "error": None, "problem": None,
+                                         "skipped": "skipped (--no-memory).", "files": []}
+    assert report["parts"]["profile"]["skipped"] == "skipped (--no-profile)."
+    page = (folder / "index.html").read_text()
+    assert "memory: skipped" in page and "profile: skipped" in page
+    assert "Training peak" not in page and "Slowest layers" not in page
+    assert "Time (ms)" not in page and "memory.json" not in page
+    assert "skipped (--no-memory)." in result.stdout
+
+
+def test_a_failing_memory_plan_leaves_the_other_parts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelviz
+    from modelviz.features.memory import plan
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of <memory>")
+
+    monkeypatch.setattr(plan, "plan", broken)
+    report = modelviz.write_report(NET, "1x28x28", output_dir=tmp_path / "r", onnx=False,
+                                   layers=["conv1"])
+    assert report.memory.status == "failed" and report.memory.plan is None
+    assert report.memory.error == "RuntimeError: out of <memory>"
+    assert report.profile.status == "ok" and (tmp_path / "r" / "profile.json").is_file()
+    assert not (tmp_path / "r" / "memory.json").exists()
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "out of &lt;memory&gt;" in page and "<memory>" not in page
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -120,6 +217,13 @@ def test_meta_device_reports_shapes_only(cli: Cli, tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["parts"]["summary"]["status"] == data["parts"]["graph"]["status"] == "ok"
     assert "meta device" in data["parts"]["activations"]["error"]
+    # Memory is planned on meta without any memory; a profile has no kernels to time there.
+    assert data["parts"]["memory"]["status"] == "ok"
+    assert data["parts"]["memory"]["training_peak_bytes"] > 0
+    assert json.loads((folder / "memory.json").read_text())["device"] == "meta"
+    profile = data["parts"]["profile"]
+    assert profile["status"] == "skipped" and profile["error"] is None
+    assert "meta device" in profile["skipped"] and not (folder / "profile.json").exists()
 
 
 def test_python_api(tmp_path: Path) -> None:
@@ -127,7 +231,8 @@ def test_python_api(tmp_path: Path) -> None:
 
     report = modelviz.write_report(NET, "1x28x28", output_dir=tmp_path / "r", onnx=False,
                                    layers=["conv1"])
-    assert list(report.parts) == ["summary", "graph", "activations", "onnx"]
+    assert list(report.parts) == ["summary", "graph", "activations", "onnx", "memory",
+                                  "profile"]
     assert report.summary.totals.params == 44_426 and report.graph.nodes == 14
     assert [f.name for f in report.parts["activations"].files] == ["conv1.png"]
     # The typed results point into the final folder, not where the report was built aside.
@@ -160,10 +265,12 @@ def test_parts_write_report_json_from_typed_results(tmp_path: Path) -> None:
     assert written["files"] == ["model.onnx", "model.onnx.data"]
     assert written["path"] == "model.onnx" and written["data_files"] == ["model.onnx.data"]
     assert written["status"] == "check failed" and written["ok"] is False
-    assert list(written)[:6] == ["status", "error", "problem", "files", "path", "data_files"]
+    assert list(written)[:7] == ["status", "error", "problem", "skipped", "files", "path",
+                                 "data_files"]
 
     assert GraphPart(nodes=3, warnings=["w"]).to_dict(final) == {
-        "status": "ok", "error": None, "problem": None, "files": [], "nodes": 3, "warnings": ["w"]}
+        "status": "ok", "error": None, "problem": None, "skipped": None, "files": [],
+        "nodes": 3, "warnings": ["w"]}
     assert "nodes" not in GraphPart(error="no dot").to_dict(final)
     assert "warnings" not in GraphPart(nodes=3).to_dict(final)
 

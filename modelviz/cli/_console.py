@@ -29,11 +29,12 @@ FLAGS = {
     "image": "--image", "resize": "--resize", "mean": "--mean", "std": "--std",
     "depth": "--depth", "expand": "--expand", "view": "--view", "format": "--format",
     "output": "-o", "exporter": "--exporter", "opset": "--opset", "atol": "--atol",
-    "onnx=False": "--no-onnx", "logdir": "--logdir", "host": "--host", "port": "--port",
+    "onnx=False": "--no-onnx", "memory=False": "--no-memory", "profile=False": "--no-profile",
+    "logdir": "--logdir", "host": "--host", "port": "--port",
     "runs": "--runs", "backward": "--backward", "compile": "--compile", "sort": "--sort",
     "trace": "--trace",
     "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
-    "shard": "--shard", "fit": "--fit",
+    "shard": "--shard", "fit": "--fit", "kv_cache": "--kv-cache",
 }
 
 

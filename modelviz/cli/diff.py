@@ -24,9 +24,11 @@ from modelviz.cli._options import (
     TrustPickleOpt,
     WeightsOpt,
 )
-from modelviz.errors import CheckFailed
+from modelviz.cli.memory import Optimizer
+from modelviz.errors import CheckFailed, SpecError
 
 if TYPE_CHECKING:
+    from modelviz.core.session import Prepared
     from modelviz.features.diff.compare import ModelDiff
 
 
@@ -40,18 +42,73 @@ EXTENSIONS = {".txt": DiffFormat.table, ".md": DiffFormat.markdown,
               ".markdown": DiffFormat.markdown, ".json": DiffFormat.json}
 
 
-def _side(spec: str, sizes: list[str] | None, opts: ModelOptions, quiet: bool) -> dict[str, Any]:
-    """A summary.json as written, or a MODEL spec summarised now, in the same JSON form."""
-    if spec.endswith(".json"):
-        from modelviz.features.diff.compare import read_summary
+def _prepare(spec: str, sizes: list[str] | None, opts: ModelOptions) -> Prepared:
+    return dataclasses.replace(opts, model=spec, sizes=sizes).prepare()
 
-        return read_summary(spec)
+
+def _model_side(spec: str, sizes: list[str] | None, opts: ModelOptions, *, summary: bool,
+                memory: str | None, quiet: bool) -> tuple[dict[str, Any] | None,
+                                                          dict[str, Any] | None]:
+    """A MODEL spec, summarised and/or memory-planned (with optimizer ``memory``) now, in the
+    JSON form the files hold, so a model and a file compare alike."""
     from modelviz.core.session import run
-    from modelviz.features.summary.summary import summarize
 
-    with spinner(f"Summarising {spec}", quiet=quiet):
-        prepared = dataclasses.replace(opts, model=spec, sizes=sizes).prepare()
-        return summarize(prepared, run(prepared, train=opts.train)).to_dict()
+    with spinner(f"Loading {spec}", quiet=quiet):
+        prepared = _prepare(spec, sizes, opts)
+    summarised = planned = None
+    if summary:
+        from modelviz.features.summary.summary import summarize
+
+        with spinner(f"Summarising {spec}", quiet=quiet):
+            summarised = summarize(prepared, run(prepared, train=opts.train)).to_dict()
+    if memory is not None:
+        from modelviz.features.memory.plan import plan
+
+        with spinner(f"Planning the memory of {spec}", quiet=quiet):
+            planned = plan(prepared, optimizer=memory).to_dict()
+    return summarised, planned
+
+
+def _compare(a: str, b: str, sizes: list[str] | None, opts: ModelOptions, *,
+             memory: bool, optimizer: str, quiet: bool) -> ModelDiff:
+    """Files are read and their kind told by their schema; a MODEL spec is summarised (and
+    planned with ``memory``), or planned to meet a memory file."""
+    from modelviz.features.diff import files
+    from modelviz.features.diff.compare import compare
+    from modelviz.features.diff.memory import add_peaks
+
+    read = {spec: files.read_side(spec) for spec in (a, b) if spec.endswith(".json")}
+    kinds = {kind for kind, _ in read.values()}
+    if len(read) == 2:
+        files.same_kind(a, read[a][0], b, read[b][0])
+        if sizes:
+            note("SIZES are ignored: both sides are files")
+    kind = kinds.pop() if kinds else "summary"
+    if memory and kind != "memory" and read:
+        raise SpecError(f"--memory plans models, and {next(iter(read))} is a modelviz {kind}.",
+                        "Give two models, or two files written by `modelviz memory MODEL -o "
+                        "FILE.json`.")
+    if kind == "profile" and len(read) == 1:
+        model = b if a in read else a
+        raise SpecError(f"{next(iter(read))} is a profile, and {model} a model: profiles are "
+                        "compared as two files.",
+                        "Write the other with `modelviz profile MODEL --format json -o "
+                        "FILE.json`.")
+    sides: dict[str, dict[str, Any]] = {spec: data for spec, (_, data) in read.items()}
+    plans: dict[str, dict[str, Any]] = {}
+    for spec in (a, b):
+        if spec in read:
+            continue
+        summarised, planned = _model_side(
+            spec, sizes, opts, summary=kind == "summary",
+            memory=optimizer if memory or kind == "memory" else None, quiet=quiet)
+        sides[spec] = summarised if summarised is not None else planned or {}
+        if planned is not None:
+            plans[spec] = planned
+    if kind != "summary":
+        return files.compare_sides(kind, sides[a], sides[b], a_label=a, b_label=b)
+    result = compare(sides[a], sides[b], a_label=a, b_label=b)
+    return add_peaks(result, plans[a], plans[b]) if memory else result
 
 
 def _render(diff: ModelDiff, fmt: DiffFormat) -> str | None:
@@ -68,10 +125,10 @@ def _render(diff: ModelDiff, fmt: DiffFormat) -> str | None:
 
 def diff(
     a: Annotated[str, typer.Argument(
-        help="Before: a summary.json written by modelviz, or any MODEL spec.",
+        help="Before: a summary, memory or profile JSON written by modelviz, or a MODEL spec.",
         show_default=False)],
     b: Annotated[str, typer.Argument(
-        help="After: a summary.json written by modelviz, or any MODEL spec.",
+        help="After: a summary, memory or profile JSON written by modelviz, or a MODEL spec.",
         show_default=False)],
     sizes: Annotated[list[str] | None, typer.Argument(
         help="Input sizes for the sides given as MODEL specs (see `modelviz summary`).",
@@ -83,8 +140,15 @@ def diff(
         "--output", "-o", help="Write to FILE (.txt, .md, .json) instead of stdout.")] = None,
     fail_on_increase: Annotated[float | None, typer.Option(
         "--fail-on-increase", metavar="PCT", min=0,
-        help="Exit with status 1 if params, FLOPs or estimated memory grow by more than PCT %.")
+        help="Exit with status 1 if params, FLOPs, estimated memory, a memory peak or the "
+             "forward time grow by more than PCT %.")
     ] = None,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Plan both models' memory (see `modelviz memory`) and compare the "
+                         "peaks too.")] = False,
+    optimizer: Annotated[Optimizer, typer.Option(
+        "--optimizer", help="With --memory, or a memory file against a model: the optimizer "
+                            "of the planned training step.")] = Optimizer.adam,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 1,
@@ -97,21 +161,17 @@ def diff(
     seed: SeedOpt = 0,
     train: TrainOpt = False,
 ) -> None:
-    """Compare two models or two summary.json files: totals, and layers added, removed or changed.
+    """Compare two models, or two summary, memory or profile files: totals and layer changes.
 
     Example: modelviz diff main/summary.json sample_models.seeds:Net 1x28x28
     """
     opts = ModelOptions.from_locals(locals())
-    from modelviz.features.diff.compare import compare
     from modelviz.output import format_from_suffix
 
     chosen = fmt or format_from_suffix(output, EXTENSIONS, DiffFormat.table,
                                        listed=".txt, .md or .json")
     quiet = chosen is DiffFormat.json and output is None
-    if sizes and a.endswith(".json") and b.endswith(".json"):
-        note("SIZES are ignored: both sides are summary files")
-    result = compare(_side(a, sizes, opts, quiet), _side(b, sizes, opts, quiet),
-                     a_label=a, b_label=b)
+    result = _compare(a, b, sizes, opts, memory=memory, optimizer=optimizer.value, quiet=quiet)
     text = _render(result, chosen)
     if text is None:
         from modelviz.features.diff.view import render_diff_table

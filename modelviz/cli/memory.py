@@ -68,6 +68,10 @@ def memory(
         "--fit", metavar="BUDGET",
         help="The largest batch whose peak fits: 80GB (1e9 bytes), 24GiB (2**30), or a card: "
              "h100, a100-40gb, rtx4090...", show_default=False)] = None,
+    kv_cache: Annotated[int | None, typer.Option(
+        "--kv-cache", min=1, metavar="TOKENS",
+        help="For a decoder: serving with a KV cache of TOKENS tokens (prefill, then one "
+             "decoded token).", show_default=False)] = None,
     depth: Annotated[int, typer.Option(
         "--depth", "-d", min=0, help="Layers shown down to this depth.")] = 1,
     fmt: Annotated[MemoryFormat | None, typer.Option(
@@ -106,7 +110,7 @@ def memory(
     with spinner("Simulating inference and a training step", quiet=quiet):
         result = plan(prepared, optimizer=optimizer.value, amp=amp.value if amp else None,
                       checkpointing=checkpointing, shard_over=shard, budget=budget,
-                      depth=depth)
+                      depth=depth, kv_cache=kv_cache)
     if chosen is MemoryFormat.table and output is None:
         print_out(view.render_table(result))
         return

@@ -42,6 +42,12 @@ def report(
         help="Depth of the module graph (default 2).")] = None,
     onnx: Annotated[bool, typer.Option(
         "--onnx/--no-onnx", help="Export model.onnx and check it in ONNX Runtime.")] = True,
+    memory: Annotated[bool, typer.Option(
+        "--memory/--no-memory", help="Plan the memory of inference and of a training step "
+        "(Adam) at the batch size: memory.json.")] = True,
+    profile: Annotated[bool, typer.Option(
+        "--profile/--no-profile", help="Time each layer (5 runs): profile.json, a time column "
+        "and the slowest layers. Skipped on the meta device.")] = True,
     static: Annotated[bool, typer.Option(
         "--static", help="Export model.onnx with a fixed batch: faster, since a dynamic batch "
         "costs torch's exporter up to 2.5x.")] = False,
@@ -64,8 +70,9 @@ def report(
     seed: SeedOpt = 0,
     train: TrainOpt = False,
 ) -> None:
-    """Write summary.json/.md, graph.svg, model.onnx with its parity check, activation grids
-    and a self-contained index.html into one folder, for CI artifacts and review.
+    """Write summary.json/.md, graph.svg, model.onnx with its parity check, activation grids,
+    memory.json, profile.json and a self-contained index.html into one folder, for CI
+    artifacts and review.
 
     Example: modelviz report resnet18 -o report/
     """
@@ -85,7 +92,8 @@ def report(
 
     result = reports.build(prepared, output, layers=tuple(layer or ()), depth=depth, onnx=onnx,
                            atol=atol, static=static, max_channels=max_channels,
-                           train=opts.train, stage=stage, terms=flags)
+                           train=opts.train, memory=memory, profile=profile, stage=stage,
+                           terms=flags)
     if as_json:
         echo_json(result.to_dict())
     else:

@@ -1,2 +1,3 @@
-"""``modelviz diff``: two summaries compared (compare), as a table or Markdown (view).
+"""``modelviz diff``: two summaries, memory plans or profiles compared (compare, memory,
+profile; files tells which a file is), as a table or Markdown (view).
 """

@@ -20,6 +20,7 @@ from modelviz.core.records import shapes_json
 from modelviz.core.session import Prepared
 from modelviz.errors import SpecError
 from modelviz.features.memory import simulate
+from modelviz.features.memory.kv import KvCache, plan_kv_cache
 from modelviz.features.memory.simulate import Inference, PerModule, Training
 
 MAX_BATCH = 1 << 20
@@ -66,6 +67,7 @@ class MemoryPlan:
     module_types: dict[str, str]
     sharding: Sharding | None = None
     fit: Fit | None = None
+    kv_cache: KvCache | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class MemoryPlan:
                         "activations_bytes": self.per_module.activations.get(name, 0)}
                        for name in self.module_types],
             "sharding": asdict(self.sharding) if self.sharding is not None else None,
+            "kv_cache": asdict(self.kv_cache) if self.kv_cache is not None else None,
             "notes": self.notes,
         }
         if self.fit is not None:
@@ -127,11 +130,12 @@ def shard(inference: Inference, training: Training | None, devices: int, block: 
     split = (devices - 1) / devices
     infer = int(inference.peak_bytes - split * inference.weights_bytes + 2 * block_bytes)
     train = None
-    if training is not None:
-        at = training.at_peak
-        sharded = at.get("parameters", 0) + at.get("gradients", 0) + at.get("optimizer", 0)
-        extra = 3 * block_bytes if training.peak_phase.startswith("backward") else 2 * block_bytes
-        train = int(training.peak_bytes - split * sharded + extra)
+    if training is not None:  # each phase sharded: the peak may move (activations stay whole)
+        train = max(int(p.peak_bytes - split * (p.at.get("parameters", 0)
+                                                + p.at.get("gradients", 0)
+                                                + p.at.get("optimizer", 0))
+                        + (3 if p.phase.startswith("backward") else 2) * block_bytes)
+                    for p in training.phases)
     return Sharding(devices, block or "(the whole model)", block_bytes, infer, train)
 
 
@@ -201,7 +205,7 @@ def fit(prepared: Prepared, budget: int, label: str, *, optimizer: str, amp: str
 
 def plan(prepared: Prepared, *, optimizer: str = "adam", amp: str | None = None,
          checkpointing: bool = False, shard_over: int = 1, budget: tuple[int, str] | None = None,
-         depth: int = 1) -> MemoryPlan:
+         depth: int = 1, kv_cache: int | None = None) -> MemoryPlan:
     """Simulate inference and (unless ``optimizer='none'``) training of ``prepared``."""
     if optimizer not in simulate.OPTIMIZERS:
         raise SpecError(f"unknown `optimizer={optimizer}`.",
@@ -213,12 +217,12 @@ def plan(prepared: Prepared, *, optimizer: str = "adam", amp: str | None = None,
     with engine.as_run(prepared.model, prepared.device) as placed:
         return _plan(prepared, placed, optimizer=optimizer, amp=amp,
                      checkpointing=checkpointing, shard_over=shard_over, budget=budget,
-                     depth=depth)
+                     depth=depth, kv_cache=kv_cache)
 
 
 def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | None,
           checkpointing: bool, shard_over: int, budget: tuple[int, str] | None,
-          depth: int) -> MemoryPlan:
+          depth: int, kv_cache: int | None) -> MemoryPlan:
     args, kwargs = prepared.inputs.args, prepared.inputs.kwargs
     device = prepared.device
     dtype = engine.model_dtype(model)
@@ -241,6 +245,8 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
                   devices=shard_over, block=block) if budget is not None else None)
     if not per.parameters:
         per = simulate.per_module_weights(model)
+    serving = (plan_kv_cache(model, args, kwargs, device, kv_cache, amp=amp)
+               if kv_cache is not None else None)
     types = {name: record.type for name, record in trace.modules.items()
              if record.depth <= depth}
     return MemoryPlan(
@@ -249,4 +255,4 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
         batch_size=prepared.batch_size, inputs=shapes_json(trace.inputs),
         optimizer=optimizer, amp=amp, checkpointing=checkpointing, inference=inference,
         training=training, per_module=per, module_types=types, sharding=sharding, fit=fitted,
-        notes=notes)
+        kv_cache=serving, notes=notes)

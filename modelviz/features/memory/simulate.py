@@ -43,6 +43,15 @@ class Inference:
 
 
 @dataclass
+class PhasePeak:
+    """One phase's peak in one step, and what was live at it, by kind."""
+
+    phase: str  # "backward (step 2)"
+    peak_bytes: int
+    at: dict[str, int]
+
+
+@dataclass
 class Training:
     """Two steps of training; the figures are those of the step with the higher peak."""
 
@@ -55,8 +64,7 @@ class Training:
     optimizer_bytes: int
     activations_bytes: int  # saved for backward at the end of the forward pass
     at_peak: dict[str, int]  # what was live at the peak, by kind
-    phase_peaks: dict[str, int]
-    phase_at: dict[str, dict[str, int]]  # what was live at each phase's peak, by kind
+    phases: list[PhasePeak]  # every phase of both steps: another may peak once sharded
     checkpointed: list[str] = field(default_factory=list)
     measured_peak_bytes: int | None = None
 
@@ -111,7 +119,8 @@ class _Watch(engine.Probe):
             self.tracker.module = self.stack.pop()
 
 
-def _block(device: torch.device) -> int:
+def block_for(device: torch.device) -> int:
+    """The allocator's block: CUDA's 512 bytes on cuda and on meta, which plans for it."""
     return CUDA_BLOCK if device.type in ("cuda", "meta") else 1
 
 
@@ -158,7 +167,7 @@ def autocast_for(device: torch.device, amp: str | None) -> Any:
 def inference(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
               device: torch.device, *, amp: str | None = None) -> tuple[Inference, Trace]:
     """The peak of a no-grad forward pass, and the engine's trace of it."""
-    tracker = Tracker(block=_block(device))
+    tracker = Tracker(block=block_for(device))
     weights = tracker.adopt(model.parameters(), "parameters")
     weights += tracker.adopt(model.buffers(), "buffers")
     inputs = tracker.adopt(tree_leaves((args, kwargs)), "inputs")
@@ -272,12 +281,13 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
 
     ``steps``: by default two on a real device, where the second is measured too, and one on
     meta, where the second step's forward and backward peaks are the first's plus the optimizer
-    state that they then hold (the same shapes allocate the same bytes): half the time for a 70B
-    model, and the same figure (checked against two simulated steps in the tests).
+    state that they then hold (the same shapes allocate the same bytes; the optimizer's step
+    peaks as the first's): half the time for a 70B model, and the same figure (checked against
+    two simulated steps in the tests).
     """
     if steps is None:
         steps = 1 if device.type == "meta" else 2
-    tracker = Tracker(block=_block(device))
+    tracker = Tracker(block=block_for(device))
     params = [p for p in model.parameters() if p.requires_grad]
     parameters = tracker.adopt(model.parameters(), "parameters")
     buffers = tracker.adopt(model.buffers(), "buffers")
@@ -293,7 +303,8 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                for p in params]
     probe = _Watch(tracker, saved=True, amp=autocast_for(device, amp),
                    meta=device.type == "meta")
-    best: Training | None = None
+    figures: Training | None = None
+    phases: list[PhasePeak] = []
     per = PerModule()
     measured = 0
     flags = [(m, m.training) for m in model.modules()]
@@ -337,17 +348,13 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                     measured = max(measured, _measured(device))
                 states = _state_tensors(opt, device)
                 optimizer_bytes = _bytes((t for ts in states.values() for t in ts), tracker.block)
+                phases += [PhasePeak(f"{name} (step {step})", peak, dict(tracker.phase_at[name]))
+                           for name, peak in tracker.phase_peaks.items()]
                 figures = Training(
-                    peak_bytes=tracker.peak.total,
-                    peak_phase=f"{tracker.peak.phase} (step {step})",
-                    parameters_bytes=parameters, buffers_bytes=buffers, inputs_bytes=inputs,
-                    gradients_bytes=gradients, optimizer_bytes=optimizer_bytes,
-                    activations_bytes=activations, at_peak=dict(tracker.peak.by_kind),
-                    phase_peaks=dict(tracker.phase_peaks),
-                    phase_at={k: dict(v) for k, v in tracker.phase_at.items()},
-                    checkpointed=list(checkpoint or []))
-                if best is None or figures.peak_bytes > best.peak_bytes:
-                    best = figures
+                    peak_bytes=0, peak_phase="", parameters_bytes=parameters,
+                    buffers_bytes=buffers, inputs_bytes=inputs, gradients_bytes=gradients,
+                    optimizer_bytes=optimizer_bytes, activations_bytes=activations, at_peak={},
+                    phases=phases, checkpointed=list(checkpoint or []))
                 if step == 1:
                     per = _per_module(model, params, grads_by_param, states, saved_by_module)
     finally:
@@ -356,28 +363,17 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
         model.zero_grad(set_to_none=True)
         for module, flag in flags:
             module.training = flag
-    assert best is not None
-    if steps == 1 and opt is not None:
-        best = _second_step(best)
+    assert figures is not None
+    if steps == 1 and opt is not None:  # the second step's forward and backward, derived
+        state = figures.optimizer_bytes
+        phases += [PhasePeak(p.phase.replace("(step 1)", "(step 2)"), p.peak_bytes + state,
+                             {**p.at, "optimizer": p.at.get("optimizer", 0) + state})
+                   for p in list(phases) if not p.phase.startswith("optimizer")]
+    top = max(phases, key=lambda p: p.peak_bytes)
+    figures.peak_bytes, figures.peak_phase, figures.at_peak = top.peak_bytes, top.phase, top.at
     if _measuring(device):
-        best.measured_peak_bytes = measured
-    return best, per
-
-
-def _second_step(first: Training) -> Training:
-    """The second step from the first: its forward and backward allocate what the first's did,
-    with the optimizer state now held all along; its optimizer step peaks as the first's."""
-    state = first.optimizer_bytes
-    peaks = {phase: peak + (state if phase in ("forward", "backward") else 0)
-             for phase, peak in first.phase_peaks.items()}
-    phase = max(peaks, key=lambda name: peaks[name])
-    if peaks[phase] <= first.peak_bytes:
-        return first
-    at_peak = dict(first.phase_at.get(phase, first.at_peak))
-    at_peak["optimizer"] = state
-    return Training(**{**first.__dict__, "peak_bytes": peaks[phase],
-                       "peak_phase": f"{phase} (step 2)", "at_peak": at_peak,
-                       "phase_peaks": peaks})
+        figures.measured_peak_bytes = measured
+    return figures, per
 
 
 def per_module_weights(model: nn.Module) -> PerModule:

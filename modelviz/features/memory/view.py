@@ -55,6 +55,11 @@ def _headline(plan: MemoryPlan) -> list[tuple[str, str]]:
                      + (f", training {size(s.training_peak_bytes)}"
                         if s.training_peak_bytes is not None else "")
                      + f"; gathers {printable(s.block)} ({size(s.block_bytes)})"))
+    if plan.kv_cache is not None:
+        kv = plan.kv_cache
+        rows.append((f"Serving {kv.tokens:,} tokens of context",
+                     f"KV cache {size(kv.cache_bytes)}; prefill peak "
+                     f"{size(kv.prefill_peak_bytes)}, decoding peak {size(kv.decode_peak_bytes)}"))
     if plan.fit is not None:
         f = plan.fit
         verdict = (f"batch {f.max_batch_size:,} ({size(f.peak_bytes)}); "

@@ -1,9 +1,11 @@
 """Every artifact of one model in one folder, for CI and for review.
 
 One instrumented pass feeds the summary, the module graph and the activation grids (their
-probes ride along together), and keeps the output as the ONNX parity reference. Each part is
-attempted on its own: one that fails (an operator ONNX cannot express, no Graphviz) is recorded
-with its reason, and the others are still written. ``index.html`` shows them all, offline.
+probes ride along together), keeps the output as the ONNX parity reference, and gives the
+profile its FLOPs and module tree (only the few timed runs are added). The memory plan simulates
+its own steps. Each part is attempted on its own: one that fails (an operator ONNX cannot
+express, no Graphviz) is recorded with its reason, and the others are still written.
+``index.html`` shows them all, offline.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from modelviz.features.report.parts import (
     PARTS,
     ActivationsPart,
     GraphPart,
+    MemoryPart,
     OnnxPart,
     Part,
+    ProfilePart,
     Report,
     SummaryPart,
 )
@@ -33,8 +37,15 @@ if TYPE_CHECKING:
     from modelviz.core.session import Prepared
     from modelviz.features.summary.summary import Summary
 
-__all__ = ["PARTS", "REPORT_FILES", "ActivationsPart", "GraphPart", "OnnxPart", "Part", "Report",
-           "Stage", "SummaryPart", "build", "check_folder"]
+__all__ = ["PARTS", "REPORT_FILES", "ActivationsPart", "GraphPart", "MemoryPart", "OnnxPart",
+           "Part", "ProfilePart", "Report", "Stage", "SummaryPart", "build", "check_folder"]
+
+#: The memory part plans a training step with this optimizer (``modelviz memory``'s default).
+MEMORY_OPTIMIZER = "adam"
+#: The profile part's timed runs: few, so a report stays quick (``modelviz profile`` takes
+#: about 1.5 s of runs); the medians are rougher, the slowest layers the same.
+PROFILE_RUNS = 5
+PROFILE_WARMUP = 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -54,7 +65,8 @@ def _attempt(part: Part) -> Iterator[None]:
 
 #: Everything a report writes; a folder holding anything else is not replaced.
 REPORT_FILES = frozenset({"index.html", "report.json", "summary.json", "summary.md", "graph.svg",
-                          "model.onnx", "model.onnx.data", "activations"})
+                          "model.onnx", "model.onnx.data", "activations", "memory.json",
+                          "profile.json"})
 
 
 def _not_a_report(folder: Path) -> str | None:
@@ -91,6 +103,7 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
           depth: int | None = None, onnx: bool = True, exporter: str = "auto",
           opset: int | None = None, atol: float | None = None, static: bool = False,
           max_channels: int = 16, train: bool = False, dot: str | Path | None = None,
+          memory: bool = True, profile: bool = True,
           stage: Stage = quiet, terms: Callable[[str], str] = str) -> Report:
     """Write the report's files into ``folder``; a forward pass that fails ends it (nothing
     can be shown), any other failure is recorded in its part. ``terms`` rewords the parts'
@@ -124,7 +137,7 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
         report = _write(prepared, trace, summary, staging, directory, graph_probe,
                         activation_probe, acts, chosen=chosen, depth=depth, onnx=onnx,
                         exporter=exporter, opset=opset, atol=atol, static=static, train=train,
-                        dot=dot, stage=stage, terms=terms)
+                        dot=dot, memory=memory, profile=profile, stage=stage, terms=terms)
     report.relocate(directory)
     return report
 
@@ -133,7 +146,8 @@ def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, 
            graph_probe: Any, activation_probe: Any, acts: ActivationsPart, *,
            chosen: tuple[str, ...], depth: int | None, onnx: bool, exporter: str,
            opset: int | None, atol: float | None, static: bool, train: bool,
-           dot: str | Path | None, stage: Stage, terms: Callable[[str], str]) -> Report:
+           dot: str | Path | None, memory: bool, profile: bool, stage: Stage,
+           terms: Callable[[str], str]) -> Report:
     """Every part into ``directory``, then the page and report.json that list them (report.json
     names ``final``, where the folder will be)."""
     summary_part = _summary_part(summary, directory)
@@ -149,14 +163,32 @@ def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, 
         with stage("Exporting to ONNX and checking parity"), _attempt(onnx_part):
             _onnx(prepared, trace, directory, onnx_part, exporter=exporter, opset=opset,
                   atol=atol, static=static, train=train)
+    # After ONNX: both run the model again, and its parity reference is the pass's output.
+    memory_part = MemoryPart()
+    if not memory:
+        memory_part.skipped = "skipped (`memory=False`)."
+    else:
+        with stage("Planning memory"), _attempt(memory_part):
+            _memory(prepared, directory, memory_part)
+    profile_part = ProfilePart()
+    if not profile:
+        profile_part.skipped = "skipped (`profile=False`)."
+    elif not prepared.has_values:
+        profile_part.skipped = ("skipped: the meta device has only shapes, no kernels to time "
+                                "(FLOPs are in the summary).")
+    else:
+        with stage("Timing the layers"), _attempt(profile_part):
+            _profile(prepared, trace, directory, profile_part, train=train)
     report = Report(folder=directory, model=prepared.loaded.name, inputs=summary.inputs,
-                    summary=summary_part, graph=graph, activations=acts, onnx=onnx_part)
+                    summary=summary_part, graph=graph, activations=acts, onnx=onnx_part,
+                    memory=memory_part, profile=profile_part)
 
     from modelviz.features.report.html import render_index
 
     for part in report.parts.values():
         part.error = terms(part.error) if part.error else None
         part.problem = terms(part.problem) if part.problem else None
+        part.skipped = terms(part.skipped) if part.skipped else None
 
     report.index = write_text(directory / "index.html", render_index(report))
     written = {**report.to_dict(), "folder": str(final)}
@@ -209,3 +241,31 @@ def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: OnnxPart, *, 
     part.record(onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
                                    opset=opset, atol=atol, dynamic_batch=not static,
                                    train=train, reference=trace.output_value))
+
+
+def _memory(prepared: Prepared, directory: Path, part: MemoryPart) -> None:
+    """One plan (inference, and a training step with Adam) at the report's batch, on its device:
+    simulated on meta, run for real on the cpu or a GPU."""
+    from modelviz.features.memory.plan import plan
+    from modelviz.features.memory.view import render_json
+
+    result = plan(prepared, optimizer=MEMORY_OPTIMIZER)
+    part.files.append(write_text(directory / "memory.json", render_json(result) + "\n"))
+    part.plan = result
+
+
+def _profile(prepared: Prepared, trace: Trace, directory: Path, part: ProfilePart, *,
+             train: bool) -> None:
+    """A few timed runs joined with the report's own pass (its FLOPs and module tree), so the
+    profile costs no second instrumented pass."""
+    from modelviz.core import timing
+    from modelviz.features.profile.measure import build_profile
+    from modelviz.features.profile.peaks import peaks_for
+    from modelviz.features.profile.view import render_json
+
+    timings = timing.time_model(prepared.model, prepared.inputs.args, prepared.inputs.kwargs,
+                                device=prepared.device, runs=PROFILE_RUNS,
+                                warmup=PROFILE_WARMUP, train=train)
+    result = build_profile(prepared, trace, timings, peaks_for(prepared.device, trace.dtype))
+    part.files.append(write_text(directory / "profile.json", render_json(result)))
+    part.profile = result

@@ -18,11 +18,14 @@ from modelviz.features.summary.options import SummaryColumns, TableOptions
 
 if TYPE_CHECKING:
     from modelviz.features.onnx.result import ExportResult
+    from modelviz.features.profile.measure import Profile
     from modelviz.features.report.parts import (
         ActivationsPart,
         GraphPart,
+        MemoryPart,
         OnnxPart,
         Part,
+        ProfilePart,
         Report,
         SummaryPart,
     )
@@ -43,6 +46,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px}
 .ok{background:#dafbe1;color:#116329}.failed,.check{background:#ffebe9;color:#a40e26}
+.skipped{background:#eaeef2;color:#59636e}
 .error{background:#ffebe9;border:1px solid #ff818266;border-radius:6px;padding:8px 12px}
 .muted{color:#59636e}.scroll{overflow:auto}
 .graph{overflow:auto;max-height:80vh;border:1px solid #eaeef2;background:#fff}
@@ -78,13 +82,16 @@ def _e(value: Any) -> str:
 
 
 def _badge(part: Part) -> str:
-    css = {"ok": "ok", "failed": "failed", "check failed": "check"}[part.status]
+    css = {"ok": "ok", "failed": "failed", "check failed": "check",
+           "skipped": "skipped"}[part.status]
     return f'<span class="badge {css}">{_e(part.name)}: {_e(part.status)}</span>'
 
 
 def _failure(part: Part) -> str:
     text = part.error or part.problem
-    return f'<p class="error">{_e(text)}</p>' if text else ""
+    if text:
+        return f'<p class="error">{_e(text)}</p>'
+    return f'<p class="muted">{_e(part.skipped)}</p>' if part.skipped else ""
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int], css: str = "",
@@ -101,19 +108,28 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int], css: st
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _summary(part: SummaryPart) -> tuple[str, str]:
-    """The totals, shown first, and the layer table, shown last (it is long)."""
+def _summary(part: SummaryPart, profile: Profile | None = None) -> tuple[str, str]:
+    """The totals, shown first, and the layer table, shown last (it is long); with a profile
+    (made from the same pass, so its modules are the table's), a time column too."""
     summary = part.summary
     options = TableOptions(columns=COLUMNS)
     keys = column_keys(options.columns)
     headers = [HEADERS["layer"]] + [HEADERS[k] for k in keys]
+    if profile is not None:
+        headers.append("Time (ms)")
     rows = []
     for row in summary.rows(depth=options.depth):
         c = cells(row, summary.totals.params, options.columns)
         indent = "&nbsp;" * 3 * (row.depth - 1)
         rows.append([f'{indent}<code>{_e(c.name)}</code> <span class="muted">({_e(c.type)})'
                      "</span>"] + [_e(c.values[k]) for k in keys])
+        if profile is not None:
+            timed = profile.modules.get(row.record.name)
+            rows[-1].append(f"{timed.total_ms:.3f}" if timed is not None and timed.timed
+                            else "–")
     numeric = {i + 1 for i, k in enumerate(keys) if k != "output_shape"}
+    if profile is not None:
+        numeric.add(len(headers) - 1)
     totals = _table(["Total", ""], [[_e(a), _e(b)] for a, b in footer_lines(summary.totals)],
                     {1}, "totals")
     return (f'<section id="summary"><h2>Summary</h2>{_failure(part)}{totals}</section>',
@@ -216,15 +232,73 @@ def _activations(part: ActivationsPart) -> str:
     return f'<section id="activations"><h2>Activations</h2>{body}</section>'
 
 
+def _memory(part: MemoryPart) -> str:
+    """The plan's headline figures and the top-level layers' bytes (memory.json has them all)."""
+    from modelviz.features.memory.view import size
+
+    body = _failure(part)
+    plan = part.plan
+    if plan is not None:
+        facts = [["Inference peak (no grad)", _e(size(plan.inference.peak_bytes))]]
+        training = plan.training
+        if training is not None:
+            facts += [[f"Training peak ({_e(plan.optimizer)})",
+                       f"{_e(size(training.peak_bytes))}, in {_e(training.peak_phase)}"],
+                      ["&nbsp;&nbsp;parameters", _e(size(training.parameters_bytes))],
+                      ["&nbsp;&nbsp;gradients", _e(size(training.gradients_bytes))],
+                      ["&nbsp;&nbsp;optimizer state", _e(size(training.optimizer_bytes))],
+                      ["&nbsp;&nbsp;activations saved for backward",
+                       _e(size(training.activations_bytes))]]
+        body += (f'<p class="muted">batch {_e(plan.batch_size)} · {_e(plan.dtype)} · '
+                 f"{_e(plan.device)}</p>" + _table(["", ""], facts, {1}, "memory"))
+        per = plan.per_module
+        rows = [[f"<code>{_e(name or plan.model)}</code> <span class=\"muted\">({_e(kind)})"
+                 "</span>", _e(size(per.parameters.get(name, 0))),
+                 _e(size(per.gradients.get(name, 0))) if training else "–",
+                 _e(size(per.optimizer.get(name, 0))) if training else "–",
+                 _e(size(per.activations.get(name, 0))) if training else "–"]
+                for name, kind in plan.module_types.items()]
+        body += _table(["Layer (type)", "Parameters", "Gradients", "Optimizer state",
+                        "Saved activations"], rows, {1, 2, 3, 4}, "memory-layers")
+        body += ('<p class="muted">Counted: every tensor the step allocates, as CUDA\'s caching '
+                 "allocator rounds it; not the CUDA context, kernels' workspaces or "
+                 'fragmentation. All of it in <a href="memory.json">memory.json</a>.</p>')
+    return f'<section id="memory"><h2>Memory</h2>{body}</section>'
+
+
+def _profile(part: ProfilePart) -> str:
+    """The forward's time and the slowest layers; every module's time is in the layer table."""
+    body = _failure(part)
+    profile = part.profile
+    if profile is not None:
+        body += (f"<p>forward {profile.total_ms:.3f} ms (IQR {profile.total_spread_ms:.3f}), "
+                 f"median of {_e(profile.runs)} runs after {_e(profile.warmup)} warm-up, "
+                 f"{_e(profile.method)}, on {_e(profile.device)}; the timing hooks cost "
+                 f"{profile.hook_overhead * 100:+.1f}%.</p>")
+        total = profile.total_ms
+        rows = [[f"<code>{_e(m.name)}</code> <span class=\"muted\">({_e(m.type)})</span>",
+                 f"{m.self_ms:.3f}", f"{m.spread_ms:.3f}",
+                 f"{m.self_ms / total * 100:.1f}%" if total else "–"]
+                for m in profile.slowest()]
+        if rows:
+            body += ("<h3>Slowest layers</h3>"
+                     + _table(["Layer (type)", "Self ms", "± IQR", "Share"], rows, {1, 2, 3},
+                              "slowest"))
+        body += ('<p class="muted">Every layer\'s time is in the Layers table below; all of it '
+                 'in <a href="profile.json">profile.json</a>.</p>')
+    return f'<section id="profile"><h2>Time</h2>{body}</section>'
+
+
 def render_index(report: Report) -> str:
     """The whole page, from the report's typed parts (each holds what its section shows)."""
     badges = "".join(_badge(p) for p in report.parts.values())
     trace = report.summary.summary.trace
-    totals, layers = _summary(report.summary)
+    totals, layers = _summary(report.summary, report.profile.profile)
     body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(trace.model_type)} · "
             f"{_e(inputs_label(report.inputs))} · {_e(trace.device)}</p><p>{badges}</p>"
-            + totals + _graph(report.graph) + _onnx(report.onnx)
-            + _activations(report.activations) + layers)
+            + totals + _memory(report.memory) + _profile(report.profile)
+            + _graph(report.graph) + _onnx(report.onnx) + _activations(report.activations)
+            + layers)
     title = f"modelviz report: {report.model}"
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
             f'</title><meta name="viewport" content="width=device-width,initial-scale=1">'

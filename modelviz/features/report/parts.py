@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from modelviz.features.activations.stats import ActivationReport
+    from modelviz.features.memory.plan import MemoryPlan
     from modelviz.features.onnx.result import ExportResult
+    from modelviz.features.profile.measure import Profile
     from modelviz.features.summary.summary import Summary, Totals
 
 SCHEMA = "modelviz.report/1"
-PARTS = ("summary", "graph", "activations", "onnx")
+PARTS = ("summary", "graph", "activations", "onnx", "memory", "profile")
 
 
 def relative(path: Path, folder: Path | None) -> str:
@@ -44,15 +46,25 @@ class Part:
     files: list[Path] = field(default_factory=list)
     error: str | None = None  # the part could not be made
     problem: str | None = None  # made, but a check failed (ONNX parity beyond atol)
+    skipped: str | None = None  # not attempted, and not a failure: asked off, or cannot apply
 
     @property
     def status(self) -> str:
-        return "failed" if self.error else "check failed" if self.problem else "ok"
+        if self.error:
+            return "failed"
+        return "check failed" if self.problem else "skipped" if self.skipped else "ok"
+
+    @property
+    def passed(self) -> bool:
+        """Nothing went wrong: made and checked, or skipped on purpose (``--no-profile``, or a
+        profile on the meta device, which has no kernels to time)."""
+        return self.status in ("ok", "skipped")
 
     def to_dict(self, folder: Path) -> dict[str, Any]:
         """This part in report.json: the common keys, then the section's own."""
         return {"status": self.status, "error": self.error, "problem": self.problem,
-                "files": [relative(f, folder) for f in self.files], **self._details(folder)}
+                "skipped": self.skipped, "files": [relative(f, folder) for f in self.files],
+                **self._details(folder)}
 
     def _details(self, folder: Path | None) -> dict[str, Any]:
         """The section's own keys in report.json; none for a part that found nothing."""
@@ -159,6 +171,42 @@ def _verdict(result: ExportResult) -> str:
 
 
 @dataclass(kw_only=True)
+class MemoryPart(Part):
+    """memory.json: the memory plan of inference and of a training step at the report's batch;
+    ``plan`` is None when it was skipped or failed."""
+
+    name: ClassVar[str] = "memory"
+    plan: MemoryPlan | None = None
+
+    def _details(self, folder: Path | None) -> dict[str, Any]:
+        if self.plan is None:
+            return {}
+        training = self.plan.training
+        return {"optimizer": self.plan.optimizer, "batch_size": self.plan.batch_size,
+                "inference_peak_bytes": self.plan.inference.peak_bytes,
+                "training_peak_bytes": training.peak_bytes if training is not None else None,
+                "training_peak_phase": training.peak_phase if training is not None else None}
+
+
+@dataclass(kw_only=True)
+class ProfilePart(Part):
+    """profile.json: time per module; ``profile`` is None when it was skipped or failed."""
+
+    name: ClassVar[str] = "profile"
+    profile: Profile | None = None
+
+    def _details(self, folder: Path | None) -> dict[str, Any]:
+        if self.profile is None:
+            return {}
+        return {"total_ms": round(self.profile.total_ms, 4), "runs": self.profile.runs,
+                "method": self.profile.method,
+                "slowest": [{"name": m.name, "type": m.type, "self_ms": round(m.self_ms, 4),
+                             "share": round(m.self_ms / self.profile.total_ms, 5)
+                             if self.profile.total_ms else 0.0}
+                            for m in self.profile.slowest()]}
+
+
+@dataclass(kw_only=True)
 class Report:
     """Every part of one report, and where it lies; ``to_dict`` is report.json."""
 
@@ -169,21 +217,23 @@ class Report:
     graph: GraphPart
     activations: ActivationsPart
     onnx: OnnxPart
+    memory: MemoryPart = field(default_factory=MemoryPart)
+    profile: ProfilePart = field(default_factory=ProfilePart)
     index: Path | None = None  # index.html, once written
 
     @property
     def parts(self) -> dict[str, Part]:
         """The parts by name, in the page's and report.json's order."""
         return {part.name: part for part in (self.summary, self.graph, self.activations,
-                                             self.onnx)}
+                                             self.onnx, self.memory, self.profile)}
 
     @property
     def ok(self) -> bool:
-        return all(part.status == "ok" for part in self.parts.values())
+        return all(part.passed for part in self.parts.values())
 
     @property
     def failed(self) -> list[Part]:
-        return [part for part in self.parts.values() if part.status != "ok"]
+        return [part for part in self.parts.values() if not part.passed]
 
     def relocate(self, new: Path) -> None:
         """Point the report and every part at ``new``, where its folder was moved."""

@@ -13,8 +13,10 @@ from modelviz.escape import printable
 from modelviz.features.report.parts import (
     ActivationsPart,
     GraphPart,
+    MemoryPart,
     OnnxPart,
     Part,
+    ProfilePart,
     Report,
     SummaryPart,
 )
@@ -30,12 +32,12 @@ def render_report(report: Report, folder: Path, *,
     table.add_column("What", overflow="fold")
     table.add_column("Files or reason", overflow="fold")
     for part in report.parts.values():
-        style = "green" if part.status == "ok" else "bold red"
+        style = {"ok": "green", "skipped": "yellow"}.get(part.status, "bold red")
         files = ", ".join(str(f.relative_to(folder)) if f.is_relative_to(folder) else str(f)
                           for f in part.files[:6])
         if len(part.files) > 6:
             files += f" and {len(part.files) - 6} more"
-        reason = part.error or part.problem
+        reason = part.error or part.problem or part.skipped
         table.add_row(part.name, Text(part.status, style=style), headline(part), printable(
             (terms(reason) + (f" ({files})" if files else "")) if reason else files))
     return table
@@ -52,4 +54,17 @@ def headline(part: Part) -> str:
     if isinstance(part, OnnxPart) and part.result and part.result.parity:
         worst = max(p.max_abs_error for p in part.result.parity)  # any check, passed or not
         return f"max error {worst:.2g}, {part.result.node_count} nodes"
+    if isinstance(part, MemoryPart) and part.plan is not None:
+        from modelviz.features.memory.view import size
+
+        inference = f"inference {size(part.plan.inference.peak_bytes)}"
+        training = part.plan.training
+        if training is None:
+            return inference
+        return f"training peak {size(training.peak_bytes)} ({part.plan.optimizer}), {inference}"
+    if isinstance(part, ProfilePart) and part.profile is not None:
+        slowest = part.profile.slowest()
+        total = part.profile.total_ms
+        forward = f"forward {total:.3g} ms" if total < 1000 else f"forward {total:,.0f} ms"
+        return forward + (f", slowest {printable(slowest[0].name)}" if slowest else "")
     return ""
