@@ -78,7 +78,8 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
                 resize: str | int | tuple[int, int] | None = None,
                 mean: str | tuple[float, ...] | list[float] | None = None,
                 std: str | tuple[float, ...] | list[float] | None = None,
-                train: bool = False, **options: Any) -> ActivationReport:
+                train: bool = False, channel_dim: int | None = None,
+                shared_scale: bool = False, **options: Any) -> ActivationReport:
     """Statistics of what the chosen layers output, and with ``output_dir`` their pictures.
 
     ``layers`` are qualified names or globs (``"layer4.*"``, ``"*"``), ``types`` module type
@@ -86,6 +87,8 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
     saved ``input_file``, or an ``image`` (preprocessed with the torchvision weights'
     transforms, else ``resize``, ``mean`` and ``std``). Returns an ``ActivationReport``:
     ``.layers`` (``LayerStats`` with ``.stats`` and ``.image``), ``.to_dict()`` for JSON.
+    ``channel_dim``: where the channels are (``-1`` for channels-last), when the detection
+    should be overridden; ``shared_scale``: every map on one colour scale with one colour bar.
     ``options`` are those of ``prepare``.
     """
     from modelviz.features.activations.measure import measure_activations
@@ -106,9 +109,10 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
         prepared = prepare(model, *sizes, **options)
     report = measure_activations(prepared, layers=chosen_layers, types=chosen_types,
                                  images=output_dir is not None, max_channels=max_channels,
-                                 hist=hist, train=train, picture=picture)
+                                 hist=hist, train=train, picture=picture,
+                                 channel_dim=channel_dim)
     if output_dir is not None:
-        write_images(report, output_dir, hist=hist)
+        write_images(report, output_dir, hist=hist, shared_scale=shared_scale)
     return report
 
 

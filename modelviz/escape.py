@@ -113,9 +113,11 @@ def dot_label(text: str) -> str:
 
 
 def dot_html(text: str) -> str:
-    """Text inside a Graphviz HTML-like label, which is XML: entities for ``&<>"``, and control
-    characters as escapes (Graphviz rejects the label if they are left raw)."""
-    shown = printable(text)
+    """Text inside a Graphviz HTML-like label, which is XML: entities for ``&<>"``, control
+    characters as escapes (Graphviz rejects the label if they are left raw), and backslashes
+    doubled: Graphviz still expands ``\\N`` (the node's id) and ``\\G`` in HTML text, and no
+    entity stops it (``&#92;N`` shows the id too)."""
+    shown = printable(text).replace("\\", "\\\\")
     return (shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
 

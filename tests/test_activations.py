@@ -19,11 +19,17 @@ from modelviz.core.image_input import open_image, preprocess
 from modelviz.core.session import prepare_image
 from modelviz.features.activations.measure import measure_activations
 from modelviz.features.activations.pictures import (
+    COLOUR_BAR,
+    DIVERGING_CMAP,
     DPI,
+    GRID_CMAP,
     HEADER,
     HIST,
+    Layout,
     grid_shape,
+    layer_pixels,
     layout,
+    limits,
     render_layer,
 )
 from modelviz.features.activations.stats import (
@@ -284,9 +290,51 @@ def test_lstm_tuple_elements_get_their_own_pictures(tmp_path: Path) -> None:
     report = api.activations("sample_models.lstm_lm:LSTMLanguageModel", "int64:35",
                              layers="rnn", output_dir=tmp_path)
     kinds = {layer.name: layer.capture.kind for layer in report.layers if layer.capture}
-    assert kinds == {"rnn.0": "heatmap", "rnn.1.0": "bars", "rnn.1.1": "bars"}
+    assert kinds == {"rnn.0": "heatmap", "rnn.1.0": "heatmap", "rnn.1.1": "heatmap"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.0.png", "rnn.1.0.png",
                                                           "rnn.1.1.png"]
+
+
+def test_lstm_state_rows_are_its_layers(tmp_path: Path) -> None:
+    # h_n and c_n are [layers, batch, hidden]: both layers drawn, labelled as layers
+    report = api.activations("sample_models.lstm_lm:LSTMLanguageModel", "int64:35",
+                             layers="rnn", output_dir=tmp_path)
+    for name in ("rnn.1.0", "rnn.1.1"):
+        layer = by_name(report)[name]
+        assert layer.shape == (2, 1, 64) and layer.capture is not None
+        assert layer.capture.row_names == ["layer 0", "layer 1"]
+        assert tuple(layer.capture.values.shape) == (2, 64)  # every layer, batch sample 0
+        assert layer.capture.values.double().mean().item() == pytest.approx(
+            layer.stats.mean, rel=1e-5)
+        figure = render_layer(layer)
+        ticks = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+        assert ticks == ["layer 0", "layer 1"]
+        assert figure.axes[0].get_ylabel() == "layer"
+        assert "2 layers x 64 units" in " ".join(t.get_text() for t in figure.texts)
+
+
+def test_bidirectional_gru_state_names_layers_and_directions(tmp_path: Path) -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = nn.GRU(4, 3, num_layers=2, bidirectional=True, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.gru(x)[1]
+            return out
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(3))
+    report = api.activations(model, input_file=saved_input(tmp_path, x), layers="gru",
+                             output_dir=tmp_path / "acts")
+    state = by_name(report)["gru.1"]
+    assert state.capture is not None and state.shape == (4, 2, 3)
+    assert state.capture.row_names == ["layer 0 forward", "layer 0 backward",
+                                       "layer 1 forward", "layer 1 backward"]
+    with torch.no_grad():
+        expected = model.gru(x)[1]
+    torch.testing.assert_close(state.capture.values, expected[:, 0])
 
 
 class Inner(nn.Module):
@@ -537,3 +585,229 @@ def test_empty_and_one_dimensional_outputs(tmp_path: Path) -> None:
     assert empty.shape == (0, 2, 5) and empty.stats.mean is None and empty.image is None
     assert vector.capture is not None and vector.capture.kind == "bars"
     assert [p.name for p in tmp_path.iterdir()] == ["odd.1.png"]
+
+
+# --- layouts and colours ---------------------------------------------------------------------
+
+
+def test_swin_channels_last_output_is_drawn_as_its_channels(tmp_path: Path) -> None:
+    # features.1 of swin_t is [1, 56, 56, 96], channels last: 96 maps of 56x56, not 56 of 56x96
+    report = api.activations("swin_t", "3x224x224", layers=["features.0.1", "features.1"],
+                             max_channels=96, output_dir=tmp_path)
+    for layer in report.layers:
+        assert layer.shape == (1, 56, 56, 96) and layer.capture is not None
+        assert layer.capture.kind == "grid" and layer.capture.channel_dim == 3
+        assert tuple(layer.capture.values.shape) == (96, 56, 56)
+        assert layer.capture.channel_count == 96
+        assert "channels last" in layer.capture.note
+    assert grid_shape(96) == (10, 10)
+    assert tiles_per_row(tmp_path / "features.1.png") == [10] * 9 + [6]
+    # the Permute after the patch convolution, told by the convolution's 96 channels
+    assert by_name(report)["features.0.1"].capture is not None
+
+
+def test_channel_dim_forces_the_layout(tmp_path: Path) -> None:
+    from modelviz.core.session import prepare
+
+    prepared = prepare("swin_t", "3x224x224")
+    forced = measure_activations(prepared, layers=["features.1"], images=True,
+                                 max_channels=96, channel_dim=1)
+    capture = forced.layers[0].capture
+    assert capture is not None and capture.channel_dim == 1
+    assert tuple(capture.values.shape) == (56, 56, 96) and capture.channel_count == 56
+
+
+def test_channel_dim_flag(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "acts"
+    # conv1 is [1, 6, 24, 24]; read as channels last: 24 maps of 6x24
+    result = cli("activations", *NET, "--layer", "conv1", "--channel-dim", "-1", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert grid_shape(24) == (5, 5)
+    with Image.open(out / "conv1.png") as image:
+        # 5 columns of 1.6-inch maps in 1.75-inch cells; 5 rows of maps a quarter as high
+        # (6/24) in cells 0.5 inches higher; margins and title: 6 channels of 24x24 would be
+        # 820x710 (2 rows, 3 columns of 2.4-inch maps)
+        assert image.size == (935, 590)
+    result = cli("activations", *NET, "--layer", "conv1", "--channel-dim", "0", "-o", str(out))
+    assert result.exit_code == 2 and "bad --channel-dim 0: dimension 0 is the batch" in \
+        result.stderr
+    result = cli("activations", *NET, "--layer", "conv1", "--shared-scale", "--no-images")
+    assert result.exit_code == 2 and "--shared-scale" in result.stderr
+
+
+class Fixed(nn.Module):
+    """Returns ``value`` whatever the input: pictures of known numbers."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value + 0 * x.sum()
+
+
+class Holder(nn.Module):
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.out = Fixed(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = self.out(x)
+        return result
+
+
+def _colour(name: str, value: float, low: float, high: float) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return np.array(colormaps[name]((value - low) / (high - low))[:3]) * 255
+
+
+def _cell(pixels: np.ndarray, size: Layout, box: tuple[float, float, float, float],
+          shape: tuple[int, int], row: int, column: int) -> np.ndarray:
+    """The pixel at the centre of cell (row, column) of a map drawn in ``box`` (inches)."""
+    left, bottom, width, height = box
+    x = (left + (column + 0.5) / shape[1] * width) * DPI
+    y = (size.height - bottom - height + (row + 0.5) / shape[0] * height) * DPI
+    cell: np.ndarray = pixels[int(y), int(x)].astype(float)
+    return cell
+
+
+def _tile_box(size: Layout, tiles: int, i: int, shared: bool) -> tuple[float, float, float,
+                                                                          float]:
+    rows, columns = grid_shape(tiles)
+    left, bottom, body_w, body_h = size.body
+    cell_w = (body_w - (COLOUR_BAR if shared else 0.0)) / columns
+    cell_h = body_h / rows
+    row, column = divmod(i, columns)
+    return (left + column * cell_w, bottom + body_h - (row + 1) * cell_h + 0.3, cell_w - 0.15,
+            cell_h - 0.5)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_signed_tiles_are_diverging_and_centred_at_zero(tmp_path: Path, shared: bool) -> None:
+    value = torch.zeros(1, 2, 4, 4)
+    value[0, 0, 2:, :2] = -1.0  # channel 0: zeros above, -1 and 3 below
+    value[0, 0, 2:, 2:] = 3.0
+    value[0, 1, 2:] = 1.0  # channel 1: zeros above, 1 below
+    report = api.activations(Holder(value), "1", layers="out")
+    layer = report.layers[0]
+    assert layer.capture is None
+    report = api.activations(Holder(value), "1", layers="out", output_dir=tmp_path)
+    layer = report.layers[0]
+    capture = layer.capture
+    assert capture is not None and capture.channels == [0, 1]  # means 0.5 and 0.5: stable
+    pixels = layer_pixels(layer, shared_scale=shared)
+    size = layout(capture, shared_scale=shared)
+    assert pixels.shape[1::-1] == size.pixels
+    white = _colour(DIVERGING_CMAP, 0.0, -1, 1)
+    assert np.allclose(white, [247, 247, 247], atol=2)  # the middle of RdBu_r
+    for i in (0, 1):
+        box = _tile_box(size, 2, i, shared)
+        assert np.allclose(_cell(pixels, size, box, (4, 4), 0, 1), white, atol=3)  # 0
+    box = _tile_box(size, 2, 0, shared)
+    assert np.allclose(_cell(pixels, size, box, (4, 4), 3, 0),
+                       _colour(DIVERGING_CMAP, -1, -3, 3), atol=3)
+    assert np.allclose(_cell(pixels, size, box, (4, 4), 3, 3),
+                       _colour(DIVERGING_CMAP, 3, -3, 3), atol=3)
+    # channel 1's 1 is the top of its own scale, or a third of the way up the shared one
+    bound = 3 if shared else 1
+    box = _tile_box(size, 2, 1, shared)
+    assert np.allclose(_cell(pixels, size, box, (4, 4), 3, 2),
+                       _colour(DIVERGING_CMAP, 1, -bound, bound), atol=3)
+    figure = render_layer(layer, shared_scale=shared)
+    caption = " ".join(t.get_text() for t in figure.texts)
+    assert ("all maps on one scale" in caption) == shared
+    assert ("each map on its own scale" in caption) != shared
+    assert len(figure.axes) == 2 + shared  # a colour bar only for the shared scale
+    assert f"{DIVERGING_CMAP}: blue below 0, white at 0, red above" in caption
+
+
+def test_non_negative_tiles_are_sequential(tmp_path: Path) -> None:
+    value = torch.zeros(1, 1, 4, 4)
+    value[0, 0, 2:] = 2.0
+    report = api.activations(Holder(value), "1", layers="out", output_dir=tmp_path)
+    layer = report.layers[0]
+    assert layer.capture is not None
+    size = layout(layer.capture)
+    pixels = np.asarray(Image.open(tmp_path / "out.png").convert("RGB")).astype(int)
+    box = _tile_box(size, 1, 0, False)
+    assert np.allclose(_cell(pixels, size, box, (4, 4), 0, 0), _colour(GRID_CMAP, 0, 0, 2),
+                       atol=3)
+    assert np.allclose(_cell(pixels, size, box, (4, 4), 3, 3), _colour(GRID_CMAP, 2, 0, 2),
+                       atol=3)
+    assert limits(np.array([-1.0, 3.0]), DIVERGING_CMAP) == (-3.0, 3.0)
+
+
+def test_signed_bars_use_the_diverging_colours(tmp_path: Path) -> None:
+    value = torch.tensor([[-2.0, -1.0, 0.5, 2.0]])
+    report = api.activations(Holder(value), "1", layers="out", output_dir=tmp_path)
+    layer = report.layers[0]
+    assert layer.capture is not None and layer.capture.kind == "bars"
+    figure = render_layer(layer)
+    bars = figure.axes[0].patches
+    colours = [np.array(b.get_facecolor()[:3]) * 255 for b in bars]
+    for colour, v in zip(colours, [-2.0, -1.0, 0.5, 2.0], strict=True):
+        assert np.allclose(colour, _colour(DIVERGING_CMAP, v, -2, 2), atol=1)
+
+
+def test_vit_patch_tokens_are_drawn_on_their_grid(tmp_path: Path) -> None:
+    report = api.activations("vit_b_16", "3x224x224", layers="encoder.layers.encoder_layer_0",
+                             output_dir=tmp_path)
+    layer = report.layers[0]
+    assert layer.shape == (1, 197, 768) and layer.capture is not None
+    capture = layer.capture
+    assert capture.kind == "tokens" and tuple(capture.values.shape) == (14, 14)
+    assert [label for label, _ in capture.apart] == ["class token"]
+    values = capture.values.numpy()
+    every = np.concatenate([values.ravel(), [capture.apart[0][1]]])
+    low, high = float(every.min()), float(every.max())
+    size = layout(capture)
+    pixels = np.asarray(Image.open(tmp_path / "encoder.layers.encoder_layer_0.png")
+                        .convert("RGB")).astype(int)
+    assert pixels.shape[1::-1] == size.pixels
+    left, bottom, body_w, body_h = size.body
+    box = (left + 1.45, bottom + 0.55, body_w - 2.35, body_h - 0.75)
+    for row in range(14):
+        for column in range(14):  # every one of the 14x14 cells shows its token's norm
+            assert np.allclose(_cell(pixels, size, box, (14, 14), row, column),
+                               _colour(GRID_CMAP, float(values[row, column]), low, high),
+                               atol=3)
+    figure = render_layer(layer)
+    caption = " ".join(t.get_text() for t in figure.texts)
+    assert "196 patch tokens on their 14x14 grid, the class token apart" in caption
+    assert "class token" in [ax.get_title() for ax in figure.axes]
+
+
+def test_a_text_transformer_is_no_grid_of_patches(tmp_path: Path) -> None:
+    # 64 tokens is 8x8, but a model without a patch convolution has no patches
+    report = api.activations("sample_models.transformer:TinyTransformer", "int64:65",
+                             layers=["encoder"], output_dir=tmp_path)
+    capture = report.layers[0].capture
+    assert capture is not None and capture.kind == "heatmap"
+
+
+def test_image_input_gets_the_mean_activation_overlaid(photo: Path, tmp_path: Path) -> None:
+    value = torch.zeros(1, 2, 4, 4)
+    value[0, 0, :, :2] = -2.0  # mean over the two channels: -1 on the left, 1 on the right
+    value[0, 1, :, 2:] = 2.0
+    report = api.activations(Holder(value), "3x32x32", image=photo, layers="out",
+                             output_dir=tmp_path)
+    layer = report.layers[0]
+    assert layer.capture is not None and layer.capture.mean_map is not None
+    torch.testing.assert_close(layer.capture.mean_map, value[0].mean(dim=0))
+    size = layout(layer.capture, picture=(32, 32))
+    assert size.picture is not None
+    pixels = np.asarray(Image.open(tmp_path / "out.png").convert("RGB")).astype(float)
+    assert pixels.shape[1::-1] == size.pixels
+    left, bottom, width, height = size.picture
+    panel = height / 2
+    photo_box = (left, bottom + panel, width, panel - 0.35)
+    overlay_box = (left, bottom, width, panel - 0.35)
+    for column, mean in ((0, -1.0), (3, 1.0)):
+        under = _cell(pixels, size, photo_box, (1, 4), 0, column)
+        over = _cell(pixels, size, overlay_box, (1, 4), 0, column)
+        expected = 0.45 * under + 0.55 * _colour(DIVERGING_CMAP, mean, -1, 1)
+        assert np.allclose(over, expected, atol=4)
+    figure = render_layer(layer, picture=report.picture.display)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "mean of 2 channels, over the input" in titles

@@ -357,3 +357,14 @@ def test_layer_not_found_still_helps() -> None:
     with pytest.raises(SpecError) as error:
         select_modules(model, ["nothing.like.it"])
     assert "\x1b" not in str(error.value) and "\\x1b[2Jtop" in str(error.value.fix)
+
+
+def test_graphviz_escapes_in_module_names_show_as_written() -> None:
+    """Graphviz expands ``\\N`` (the node's id) and ``\\G`` even inside HTML-like labels; a
+    module called ``a\\Nb`` must be drawn as ``a\\Nb``, not as the node id."""
+    model = nn.Sequential()
+    model.add_module("a\\Nb", nn.Linear(4, 4))
+    model.add_module("c\\Gd", nn.ReLU())
+    svg = api.graph(model, "4").render("svg").data.decode()
+    texts = "".join(t.text or "" for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text"))
+    assert "a\\Nb" in texts and "c\\Gd" in texts

@@ -26,6 +26,7 @@ FLAGS = {
     "trust_pickle=True": "--trust-pickle", "input_file": "--input-file", "seed": "--seed",
     "train": "--train", "train=True": "--train", "debug": "--debug",
     "layers": "--layer", "types": "--type", "max_channels": "--max-channels",
+    "channel_dim": "--channel-dim",
     "image": "--image", "resize": "--resize", "mean": "--mean", "std": "--std",
     "depth": "--depth", "expand": "--expand", "view": "--view", "format": "--format",
     "output": "-o", "exporter": "--exporter", "opset": "--opset", "atol": "--atol",

@@ -52,12 +52,21 @@ def activations(
         "--no-images", help="Statistics only: draw nothing and keep no activations.")] = False,
     hist: Annotated[bool, typer.Option(
         "--hist", help="Add a histogram of each layer's values below its maps.")] = False,
+    channel_dim: Annotated[int | None, typer.Option(
+        "--channel-dim", metavar="DIM",
+        help="Dimension of 4-D outputs that holds the channels: 1 (NCHW), -1 (NHWC). By "
+             "default 1, or the last where the layer's LayerNorm or Linear says so.",
+        show_default=False)] = None,
+    shared_scale: Annotated[bool, typer.Option(
+        "--shared-scale", help="One colour scale and colour bar for all channel maps of a "
+        "layer, instead of one scale per map.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the statistics as JSON instead of the table.")] = False,
     image: Annotated[Path | None, typer.Option(
         "--image", rich_help_panel=IMAGE_PANEL,
         help="A real image as the input (replaces SIZES), preprocessed with the torchvision "
-             "weights' transforms or --resize, --mean and --std.")] = None,
+             "weights' transforms or --resize, --mean and --std; drawn beside each layer's "
+             "maps, and again under their mean.")] = None,
     resize: Annotated[str | None, typer.Option(
         "--resize", rich_help_panel=IMAGE_PANEL, metavar="SIZE",
         help="224: shorter side to 224, then the centre 224x224; 224x160: exactly HxW.")
@@ -98,6 +107,10 @@ def activations(
     if hist and no_images:
         raise SpecError("--hist draws into the layer images, and --no-images draws none.",
                         "Drop one of them.")
+    if no_images and (shared_scale or channel_dim is not None):
+        flag = "--shared-scale" if shared_scale else "--channel-dim"
+        raise SpecError(f"{flag} shapes the layer images, and --no-images draws none.",
+                        "Drop one of them.")
 
 
     from modelviz.core.session import prepare_image
@@ -123,13 +136,13 @@ def activations(
     with spinner("Running the forward pass", quiet=as_json):
         result = measure_activations(prepared, layers=layers, types=types, images=draw,
                                      max_channels=max_channels, hist=hist, train=opts.train,
-                                     picture=picture)
+                                     picture=picture, channel_dim=channel_dim)
     for message in result.notes:
         note(message)
     if draw:
         count = sum(1 for item in result.layers if item.capture is not None)
         with spinner(f"Drawing {count} image(s)", quiet=as_json):
-            written = write_images(result, folder, hist=hist)
+            written = write_images(result, folder, hist=hist, shared_scale=shared_scale)
         if written:
             note(f"wrote {len(written)} image(s) to {folder}/")
     elif not layers and not types and not no_images:

@@ -44,6 +44,7 @@ class GraphFormat(str, Enum):
     svg = "svg"
     pdf = "pdf"
     dot = "dot"
+    html = "html"
 
 
 def _check_view_options(view: GraphView, depth: int | None, expand: list[str], fold: bool,
@@ -70,8 +71,9 @@ def graph(
         "backward graph (torchviz).")] = GraphView.modules,
     depth: Annotated[int | None, typer.Option(
         "--depth", "-d", min=1, show_default=False,
-        help="Draw modules down to this depth (default 2); deeper ones fold into their "
-             "parent.")] = None,
+        help="Draw modules down to this depth; deeper ones fold into their parent. Default: "
+             "2, or deeper to reach the first repeated blocks, with busy modules drawn closed "
+             "(a note says which).")] = None,
     expand: Annotated[list[str] | None, typer.Option(
         "--expand", "-e", metavar="NAME",
         help="Open this module one level deeper than the rest (repeatable).")] = None,
@@ -87,11 +89,11 @@ def graph(
         "--show-attrs", help="Autograd view: show the attributes of backward nodes.")] = False,
     fmt: Annotated[GraphFormat | None, typer.Option(
         "--format", "-f", show_default=False,
-        help="png, svg, pdf (these need Graphviz) or dot; default: from -o's extension, "
-             "else dot.")] = None,
+        help="png, svg, pdf (these need Graphviz), dot, or html (an interactive viewer that "
+             "needs no Graphviz); default: from -o's extension, else dot.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to FILE (.png, .svg, .pdf, .dot, .gv); without it the "
-        "graph goes to stdout.")] = None,
+        "--output", "-o", help="Write to FILE (.png, .svg, .pdf, .dot, .gv, .html); without it "
+        "the graph goes to stdout.")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 1,
@@ -112,9 +114,12 @@ def graph(
     from modelviz.features.graph.drawing import find_dot, format_for
     from modelviz.output import write_bytes
 
-    chosen = format_for(fmt.value if fmt is not None else None, output)
     expanded = expand or []
     _check_view_options(view, depth, expanded, fold, show_saved, show_attrs)
+    if _wants_html(fmt, output):
+        _write_html(opts, view, depth, expanded, fold, rankdir, output)
+        return
+    chosen = format_for(fmt.value if fmt is not None else None, output)
     if chosen != "dot":
         find_dot(fmt=chosen)  # before the model is loaded: no wait for a missing program
     if output is None and chosen in ("png", "pdf") and sys.stdout.isatty():
@@ -139,3 +144,36 @@ def graph(
         note(f"wrote {output} ({size}{len(rendered.data):,} bytes)")
     for warning in rendered.warnings:
         note(warning)
+
+
+def _wants_html(fmt: GraphFormat | None, output: Path | None) -> bool:
+    if fmt is not None:
+        return fmt is GraphFormat.html
+    return output is not None and output.suffix.lower() in (".html", ".htm")
+
+
+def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: list[str],
+                fold: bool, rankdir: RankDir, output: Path | None) -> None:
+    """The interactive viewer: every module can be opened in the page, so the page starts
+    with the top-level modules and takes ``--expand`` as the modules opened on load."""
+    if view is not GraphView.modules:
+        raise SpecError("the HTML viewer draws --view modules only.",
+                        "Drop --view autograd, or write .svg or .dot for the autograd graph.")
+    if depth is not None:
+        raise SpecError("--depth does not apply to the HTML viewer: it opens modules on click.",
+                        "Drop --depth; give --expand NAME to open a module on load.")
+    if output is None and sys.stdout.isatty():
+        raise OutputError("the HTML viewer is a page of over 1 MB and stdout is a terminal.",
+                          "Give -o model.html, or redirect stdout to a file.")
+    from modelviz.features.graph.interactive import interactive_html
+    from modelviz.output import write_text
+
+    prepared = opts.load()
+    with spinner("Running the forward pass"):
+        page = interactive_html(prepared, rankdir=rankdir.value, train=opts.train,
+                                expand=tuple(expand), fold=fold)
+    if output is None:
+        typer.echo(page, nl=False)
+        return
+    write_text(output, page)
+    note(f"wrote {output} ({len(page.encode()):,} bytes); open it in a browser")

@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING
 from modelviz.core import engine
 from modelviz.errors import SpecError
 from modelviz.features.activations.select import select_modules
-from modelviz.features.activations.stats import ActivationProbe, ActivationReport
+from modelviz.features.activations.stats import (
+    ActivationProbe,
+    ActivationReport,
+    patch_embedding,
+)
 
 if TYPE_CHECKING:
     from modelviz.core.image_input import ImageInput
@@ -20,19 +24,26 @@ if TYPE_CHECKING:
 
 def activation_probe(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
                      types: tuple[str, ...] | list[str] = (), images: bool = False,
-                     max_channels: int = 64, hist: bool = False) -> ActivationProbe:
+                     max_channels: int = 64, hist: bool = False,
+                     channel_dim: int | None = None) -> ActivationProbe:
     """The probe measuring the chosen modules (all if neither ``layers`` nor ``types``), to run
-    in a pass with other probes; with ``images`` it also keeps what their pictures need."""
+    in a pass with other probes; with ``images`` it also keeps what their pictures need.
+    ``channel_dim`` says where 4-D and larger outputs keep their channels (``-1``: last); by
+    default 1, or the last where the module's own layers say so (see ``ActivationProbe``)."""
     prepared.require_values(
         "activation statistics need real numbers, and the meta device has only shapes.",
         "Run on `device=cpu` or cuda; `modelviz summary --device meta` gives the shapes.",
         error=SpecError)
     if max_channels < 1:
         raise SpecError(f"bad `max_channels={max_channels}`.", "Use 1 or more.")
+    if channel_dim is not None and channel_dim == 0:
+        raise SpecError("bad `channel_dim=0`: dimension 0 is the batch.",
+                        "Use 1 for channels first, -1 for channels last.")
     names = select_modules(prepared.model, tuple(layers), tuple(types),
                            model_name=prepared.loaded.name)
     return ActivationProbe(names, image_modules=names if images else (),
-                           max_channels=max_channels, hist=hist)
+                           max_channels=max_channels, hist=hist, channel_dim=channel_dim,
+                           token_grid=images and patch_embedding(prepared.model))
 
 
 def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, *,
@@ -64,10 +75,11 @@ def activation_report(prepared: Prepared, trace: Trace, probe: ActivationProbe, 
 def measure_activations(prepared: Prepared, *, layers: tuple[str, ...] | list[str] = (),
                         types: tuple[str, ...] | list[str] = (), images: bool = False,
                         max_channels: int = 64, hist: bool = False, train: bool = False,
-                        picture: ImageInput | None = None) -> ActivationReport:
+                        picture: ImageInput | None = None,
+                        channel_dim: int | None = None) -> ActivationReport:
     """One pass measuring the chosen modules (FLOPs not counted: only the statistics matter)."""
     probe = activation_probe(prepared, layers=layers, types=types, images=images,
-                             max_channels=max_channels, hist=hist)
+                             max_channels=max_channels, hist=hist, channel_dim=channel_dim)
     inputs = prepared.inputs
     trace = engine.run(prepared.model, inputs.args, inputs.kwargs, device=prepared.device,
                        train=train, count_flops=False, probes=(probe,))

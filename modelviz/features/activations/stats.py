@@ -62,7 +62,10 @@ class Capture:
     """What a layer's picture needs, copied to the CPU in float32 while the output was alive.
 
     ``kind`` is ``grid`` (``values`` is channels x H x W, strongest mean first, ``channels``
-    their indices), ``heatmap`` (rows x columns) or ``bars`` (one value per unit).
+    their indices), ``heatmap`` (rows x columns; ``row_names`` label the rows where they are
+    not plain indices, as the layers of a recurrent state), ``tokens`` (the norm of each patch
+    token on its side x side grid; ``apart`` the tokens drawn beside it, as a class token) or
+    ``bars`` (one value per unit).
     """
 
     kind: str
@@ -73,6 +76,12 @@ class Capture:
     rows_label: str = ""
     columns_label: str = ""
     note: str = ""
+    row_names: list[str] = field(default_factory=list)
+    apart: list[tuple[str, float]] = field(default_factory=list)
+    #: the dimension of the output the grid's channels came from (1, or 3 for channels last)
+    channel_dim: int = 1
+    #: a grid's mean over all its channels (H x W), to overlay on an input image
+    mean_map: torch.Tensor | None = None
     #: --hist: counts over all finite values of the whole output, and the range they cover.
     hist: tuple[list[int], float, float] | None = None
 
@@ -236,16 +245,61 @@ def _matrix(matrix: torch.Tensor, note: str, rows_label: str) -> Capture:
                    columns_label="feature", note=", ".join(p for p in (note, how) if p))
 
 
-def capture(tensor: torch.Tensor, *, max_channels: int, hist: bool, stats: Stats) -> Capture:
+def token_side(tokens: int) -> tuple[int, int] | None:
+    """(tokens apart, grid side) when a sequence of ``tokens`` is a square grid of patches, with
+    one class token before it (197 = 1 + 14 x 14) or none (196); None otherwise."""
+    for apart in (1, 0):
+        side = math.isqrt(tokens - apart)
+        if side >= 2 and side * side == tokens - apart:
+            return apart, side
+    return None
+
+
+def _state(x: torch.Tensor, rows: list[str]) -> Capture:
+    """A recurrent module's hidden or cell state, layers (x directions) first: one row each."""
+    matrix = x[:, 0] if x.ndim == 3 else x
+    note = "sample 0" if x.ndim == 3 else ""
+    if matrix.shape[0] == 1:
+        return _bars(matrix[0], ", ".join(p for p in (rows[0], note) if p))
+    shrunk, how = _shrink(matrix)
+    return Capture("heatmap", shrunk.float().cpu().clone(), rows_label="layer",
+                   columns_label="unit", row_names=list(rows),
+                   note=", ".join(p for p in (note, "one row per layer", how) if p))
+
+
+def _tokens(sample: torch.Tensor, apart: int, side: int) -> Capture:
+    norms = torch.linalg.vector_norm(sample.float(), dim=-1)
+    grid = norms[apart:].reshape(side, side)
+    beside = [("class token", float(v)) for v in norms[:apart].tolist()]
+    return Capture("tokens", grid.cpu().clone(), rows_label="patch row",
+                   columns_label="patch column", apart=beside,
+                   note=f"sample 0, norm of each token's {sample.shape[-1]} features, "
+                        f"{side * side} patch tokens on their {side}x{side} grid"
+                        + (", the class token apart" if apart else ""))
+
+
+def capture(tensor: torch.Tensor, *, max_channels: int, hist: bool, stats: Stats,
+            channel_dim: int = 1, state_rows: list[str] | None = None,
+            token_grid: bool = False) -> Capture:
     """The small CPU copy a picture needs; by rank: 4-D and up a grid of channel maps of the
-    first sample, 3-D a heat map of the first sample, 2-D a heat map of (at most 64) rows, 1-D
-    bars. A matrix of one row or one column is drawn as bars, where a heat map one cell thick
-    would hide the values."""
+    first sample (channels from ``channel_dim``), 3-D a heat map of the first sample, 2-D a
+    heat map of (at most 64) rows, 1-D bars. A matrix of one row or one column is drawn as bars,
+    where a heat map one cell thick would hide the values. ``state_rows`` names the first
+    dimension of a recurrent state (layers x directions); with ``token_grid`` a 3-D sequence of
+    a square number of patches (after one class token, or none) is drawn on its grid."""
     x = _real(tensor)
     taken: Capture
-    if x.ndim >= 4:
+    if state_rows and x.ndim in (2, 3) and x.shape[0] == len(state_rows):
+        taken = _state(x, state_rows)
+    elif x.ndim >= 4:
+        if channel_dim % x.ndim not in (0, 1):
+            x = x.movedim(channel_dim % x.ndim, 1)
         sample = x[0]
         note = "sample 0"
+        if channel_dim % tensor.ndim not in (0, 1):
+            note += f", channels from dim {channel_dim % tensor.ndim} (channels last)" \
+                if channel_dim % tensor.ndim == tensor.ndim - 1 \
+                else f", channels from dim {channel_dim % tensor.ndim}"
         while sample.ndim > 3:  # video and volumes: the middle slice of each extra dimension
             middle = sample.shape[1] // 2
             note += f", slice {middle} of {sample.shape[1]} along dim {x.ndim - sample.ndim + 1}"
@@ -255,7 +309,12 @@ def capture(tensor: torch.Tensor, *, max_channels: int, hist: bool, stats: Stats
         tiles = sample.index_select(0, order).float().cpu()  # index_select copies
         taken = Capture("grid", tiles, channels=[int(i) for i in order.tolist()],
                         channel_means=[float(m) for m in means[order].tolist()],
-                        channel_count=sample.shape[0], note=note)
+                        channel_count=sample.shape[0], note=note,
+                        channel_dim=channel_dim % tensor.ndim,
+                        mean_map=sample.float().mean(dim=0).cpu().clone())
+    elif x.ndim == 3 and token_grid and (grid := token_side(x.shape[1])) is not None \
+            and x.shape[2] > 1:
+        taken = _tokens(x[0], *grid)
     elif x.ndim == 3:
         taken = _matrix(x[0], "sample 0", "position")
     elif x.ndim == 2:
@@ -268,6 +327,51 @@ def capture(tensor: torch.Tensor, *, max_channels: int, hist: bool, stats: Stats
     if hist:
         taken.hist = _histogram(x, stats)
     return taken
+
+
+def _width(module: nn.Module) -> tuple[int, bool] | None:
+    """The channels a layer with parameters outputs, and whether they come last (LayerNorm over
+    one dimension, Linear) or second (convolutions, batch and group norms)."""
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return int(module.normalized_shape[0]), True
+    if isinstance(module, nn.Linear):
+        return module.out_features, True
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.out_channels, False
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.num_features, False
+    if isinstance(module, nn.GroupNorm):
+        return module.num_channels, False
+    return None
+
+
+def _own_width(module: nn.Module) -> tuple[int, bool] | None:
+    """``_width`` of the module, or of the last such layer inside it."""
+    found = None
+    for inner in module.modules():
+        found = _width(inner) or found
+    return found
+
+
+def _state_rows(module: nn.Module, path: tuple[str, ...]) -> list[str] | None:
+    """Names of the first dimension of an RNN, LSTM or GRU's final state (h_n, c_n)."""
+    if not isinstance(module, nn.RNNBase) or not path or path[0] != "1":
+        return None
+    if not module.bidirectional:
+        return [f"layer {i}" for i in range(module.num_layers)]
+    return [f"layer {i} {way}" for i in range(module.num_layers)
+            for way in ("forward", "backward")]
+
+
+def patch_embedding(model: nn.Module) -> bool:
+    """Whether the model cuts its image into patches (a convolution as strided as it is wide,
+    as ViT's and Swin's): then a sequence of a square number of tokens is a grid of patches."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+            if kernel == stride and kernel[0] > 1:
+                return True
+    return False
 
 
 @dataclass
@@ -294,11 +398,17 @@ class ActivationProbe(engine.Probe):
     name = "activations"
 
     def __init__(self, modules: Sequence[str], *, image_modules: Sequence[str] = (),
-                 max_channels: int = 64, hist: bool = False) -> None:
+                 max_channels: int = 64, hist: bool = False, channel_dim: int | None = None,
+                 token_grid: bool = False) -> None:
         self.modules = frozenset(modules)
         self.image_modules = frozenset(image_modules)
         self.max_channels = max_channels
         self.hist = hist
+        self.channel_dim = channel_dim
+        self.token_grid = token_grid
+        #: the last layer with a known channel count to finish: a Permute after a convolution
+        #: has no parameters of its own to tell its layout
+        self.previous: tuple[int, bool] | None = None
         self.entries: list[_Entry] = []
         self.counts: dict[str, int] = {}
         self.skipped: list[str] = []
@@ -306,7 +416,9 @@ class ActivationProbe(engine.Probe):
     def call_end(self, call: CallRecord, module: nn.Module, args: tuple[Any, ...],
                  kwargs: dict[str, Any], output: Any) -> None:
         name = call.module
+        width = _width(module)
         if name not in self.modules:
+            self.previous = width or self.previous
             return
         number = self.counts[name] = self.counts.get(name, 0) + 1
         wants_image = name in self.image_modules
@@ -319,10 +431,32 @@ class ActivationProbe(engine.Probe):
                 continue
             stats = tensor_stats(tensor)
             taken = (capture(tensor, max_channels=self.max_channels, hist=self.hist,
-                             stats=stats) if wants_image and tensor.numel() else None)
+                             stats=stats, channel_dim=self._channel_dim(module, tensor),
+                             state_rows=_state_rows(module, path), token_grid=self.token_grid)
+                     if wants_image and tensor.numel() else None)
             self.entries.append(_Entry(call, number, position, path, type(module).__name__,
                                        tuple(tensor.shape), dtype_name(tensor.dtype), stats,
                                        taken))
+        self.previous = width or self.previous
+
+    def _channel_dim(self, module: nn.Module, tensor: torch.Tensor) -> int:
+        """Where a 4-D output keeps its channels: ``channel_dim`` if given, else the last
+        dimension only where it equals the channel count of the module's last LayerNorm or
+        Linear (or, for a module without parameters, of the layer that ran before it) and the
+        second does not; else 1."""
+        ndim = tensor.ndim
+        if self.channel_dim is not None and -ndim <= self.channel_dim < ndim \
+                and self.channel_dim % ndim != 0:
+            return self.channel_dim % ndim
+        if ndim != 4 or self.channel_dim is not None:
+            return 1
+        own = _own_width(module)
+        channels, last = own if own is not None else self.previous or (0, False)
+        if own is None:
+            last = True  # Permute after a convolution: the count alone tells
+        if last and channels == tensor.shape[-1] != tensor.shape[1]:
+            return 3
+        return 1
 
     def finish(self, trace: Trace) -> list[LayerStats]:
         layers: list[LayerStats] = []

@@ -10,17 +10,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelviz.core.formatting import dims_text, human, shape_text
-from modelviz.core.hierarchy import fold_label, fold_runs, ordered_children
+from modelviz.core.hierarchy import block_runs, fold_label, fold_runs, ordered_children
 from modelviz.core.records import Trace
 from modelviz.errors import SpecError
 from modelviz.features.graph.probe import KINDS, Flow, FlowEvent, Ref
 
-__all__ = ["DEFAULT_DEPTH", "FOLD_MIN", "Cluster", "Edge", "ModuleGraph", "Node", "build_graph"]
+__all__ = ["DEFAULT_DEPTH", "FOLD_MIN", "MAX_NODES", "MAX_OPS", "MAX_REACH", "Cluster", "Edge",
+           "ModuleGraph", "Node", "blocks_depth", "build_graph", "default_depth"]
 
 #: Depth 2 shows the blocks of most models (ResNet's BasicBlocks, a transformer's decoder
 #: layers) with their stages as frames around them; depth 1 shows only the stages, and full depth
-#: turns resnet152 into 500 nodes.
+#: turns resnet152 into 500 nodes. The default goes deeper where the repeated blocks are deeper
+#: (ViT's ``encoder.layers.encoder_layer_N`` at 3), as summary's does: see ``default_depth``.
 DEFAULT_DEPTH = 2
+#: How deep the default depth may go to reach repeated blocks (summary's ``MAX_REACH``).
+MAX_REACH = 6
+#: The default graph's size limit: past it, the opened modules busiest with functional
+#: operations are drawn closed, one at a time, until the graph fits (a note says which).
+MAX_NODES = 150
+#: ... and, whatever the size, an opened module whose code draws more operation nodes than this
+#: (fasterrcnn's ``roi_heads``: 93 ``getitem``, ``mul``, ``reshape``...) is drawn closed.
+MAX_OPS = 20
 #: Runs of at least this many identical numbered siblings fold into one node (``×N``). Two in a
 #: row are still drawn: folding them saves one node and hides the chain.
 FOLD_MIN = 3
@@ -34,13 +44,14 @@ class Node:
     layer: str = "other"  # the colour family: a key of KINDS, or "input"/"output"
     cluster: str | None = None  # id of the innermost frame it sits in
     repeat: int = 1  # >1: a folded run of this many identical blocks
+    module: str = ""  # the module it is, or whose code ran the operation; "" for the root's
 
 
 @dataclass
 class Edge:
     src: str
     dst: str
-    label: str
+    label: str  # the tensor's shape where the source node does not show it, else empty
 
 
 @dataclass
@@ -63,6 +74,8 @@ class ModuleGraph:
     depth: int
     folded: list[str] = field(default_factory=list)  # labels of folded runs ("layers.0–31")
     params: int = 0  # of the whole model
+    closed: list[str] = field(default_factory=list)  # modules drawn closed to fit MAX_NODES
+    notes: list[str] = field(default_factory=list)  # what the user should know: the closing
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
@@ -108,10 +121,11 @@ class _Builder:
     """Maps events to nodes for one choice of depth, expansions and folding."""
 
     def __init__(self, trace: Trace, flow: Flow, depth: int, expand: tuple[str, ...],
-                 fold: bool) -> None:
+                 fold: bool, closed: tuple[str, ...] = ()) -> None:
         self.trace = trace
         self.flow = flow
         self.depth = depth
+        self.closed = set(closed)  # canonical modules drawn as one node although above depth
         self.fold_map: dict[str, str] = {}  # member name -> first member's name
         self.member_of: dict[str, tuple[str, int]] = {}  # member -> (first member, position)
         self.folds: dict[str, _Fold] = {}  # first member -> the run
@@ -186,7 +200,9 @@ class _Builder:
             return False
         if not name or not record.calls:  # the root, and never-called ModuleLists: see-through
             return True
-        return record.depth < self.depth or name in self.expanded
+        if name in self.expanded:
+            return True
+        return record.depth < self.depth and name not in self.closed
 
     def display(self, name: str) -> str | None:
         """The node a (canonical) module is drawn as; None if it is drawn opened."""
@@ -436,12 +452,97 @@ def _label(drawn: _Drawn, builder: _Builder) -> tuple[str, list[str]]:
     return title, lines
 
 
-def build_graph(trace: Trace, flow: Flow, *, depth: int = DEFAULT_DEPTH,
-                expand: tuple[str, ...] = (), fold: bool = True, title: str = "") -> ModuleGraph:
-    """The module graph at ``depth``, with ``expand`` opened one level further."""
-    if depth < 1:
+def blocks_depth(trace: Trace) -> int:
+    """The depth of the deepest first run of repeated numbered blocks (0 if there is none), a
+    branch's outermost run only: the rule of summary's ``blocks_depth``, on a bare trace."""
+    memo: dict[str, tuple[Any, ...]] = {}
+    deepest = 0
+
+    def visit(name: str, level: int) -> None:
+        nonlocal deepest
+        if level > MAX_REACH:
+            return
+        for run in block_runs(trace, name, memo):
+            if len(run) > 1:
+                deepest = max(deepest, level)
+            else:
+                visit(run[0].name, level + 1)
+
+    visit("", 1)
+    return deepest
+
+
+def default_depth(trace: Trace) -> int:
+    """``DEFAULT_DEPTH``, or deeper to show the repeated blocks (folded) as nodes."""
+    return max(DEFAULT_DEPTH, blocks_depth(trace))
+
+
+def build_graph(trace: Trace, flow: Flow, *, depth: int | None = None,
+                expand: tuple[str, ...] = (), fold: bool = True, title: str = "",
+                max_nodes: int | None = None) -> ModuleGraph:
+    """The module graph at ``depth``, with ``expand`` opened one level further.
+
+    Without ``depth``, the depth is ``default_depth`` and the graph is kept to ``max_nodes``
+    (``MAX_NODES`` unless given; 0: no limit) by drawing closed, one at a time, the opened
+    module whose code ran the most functional operations (then the one holding most nodes),
+    never one in ``expand``; a module with more than ``MAX_OPS`` operation nodes inside is
+    drawn closed even in a graph that fits. With ``depth``, nothing is closed unless
+    ``max_nodes`` is given.
+    """
+    if depth is not None and depth < 1:
         raise SpecError(f"`depth={depth}`: the depth must be 1 or more.", "Use `depth=1` or more.")
-    builder = _Builder(trace, flow, depth, expand, fold)
+    chosen = default_depth(trace) if depth is None else depth
+    limit = (MAX_NODES if depth is None else 0) if max_nodes is None else max_nodes
+    closed: list[str] = []
+    graph, builder = _build(trace, flow, chosen, expand, fold, title, ())
+    before = graph
+    while limit:
+        busiest = _busiest(graph, builder)
+        if busiest is None or (len(graph.nodes) <= limit and busiest[1] <= MAX_OPS):
+            break
+        closed.append(busiest[0])
+        graph, builder = _build(trace, flow, chosen, expand, fold, title, tuple(closed))
+    if closed:
+        hidden = sum(1 for n in before.nodes if n.kind == "op"
+                     and any(_inside(n.module, name) for name in closed))
+        names = ", ".join(closed)
+        graph.notes.append(
+            f"{names} {'is' if len(closed) == 1 else 'are'} drawn closed, with the {hidden:,} "
+            f"functional operations inside, to keep the graph readable: "
+            f"{len(graph.nodes):,} nodes instead of {len(before.nodes):,}. Open one "
+            f"with `expand={closed[0]}`, or draw everything with `depth={chosen}`.")
+    graph.closed = closed
+    return graph
+
+
+def _inside(module: str, name: str) -> bool:
+    """``module`` is ``name`` or lies inside it."""
+    return module == name or module.startswith(name + ".")
+
+
+def _busiest(graph: ModuleGraph, builder: _Builder) -> tuple[str, int] | None:
+    """The opened module to draw closed next: the most operation nodes inside, then the most
+    nodes; of equals, the innermost, which hides least. With its count of operation nodes."""
+    modules = builder.trace.modules
+    scores: dict[str, tuple[int, int, int]] = {}
+    for node in graph.nodes:
+        name = node.module
+        while name:
+            record = modules[name]
+            if record.calls and builder.opened(name) and name not in builder.expanded:
+                ops, count, _ = scores.get(name, (0, 0, 0))
+                scores[name] = (ops + (node.kind == "op"), count + 1, record.depth)
+            name = record.parent or ""
+    candidates = [(score, name) for name, score in scores.items() if score[1] > 1]
+    if not candidates:
+        return None
+    score, name = max(candidates)
+    return name, score[0]
+
+
+def _build(trace: Trace, flow: Flow, depth: int, expand: tuple[str, ...], fold: bool,
+           title: str, closed: tuple[str, ...]) -> tuple[ModuleGraph, _Builder]:
+    builder = _Builder(trace, flow, depth, expand, fold, closed)
     graph = _Graph(builder)
     graph.assign()
     graph.connect()
@@ -464,10 +565,15 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int = DEFAULT_DEPTH,
                  else drawn.kind)
         run = builder.folds.get(drawn.module) if drawn.kind == "module" else None
         nodes.append(Node(node_id, drawn.kind, heading, lines, layer, cluster,
-                          len(run.members) if run else 1))
+                          len(run.members) if run else 1, drawn.module))
     clusters = frames.settle(nodes)
 
-    edges = [Edge(src, dst, shape if len(tensors) == 1 else f"{len(tensors)} × {shape}")
+    # Each shape is written once: on the node, where it is the node's output, so an edge says
+    # its shape only where its source does not (operations, a tuple's parts, several tensors).
+    # Nodes keep them because a node has one place to read, and its edges may be many.
+    on_node = {n.id: set(n.lines) for n in nodes}
+    edges = [Edge(src, dst, "" if len(tensors) == 1 and shape in on_node[src]
+                  else shape if len(tensors) == 1 else f"{len(tensors)} × {shape}")
              for (src, dst, shape), tensors in graph.edges.items()
              if src in alive and dst in alive]
     shown = {d.module for d in graph.drawn.values() if d.kind == "module"}
@@ -475,4 +581,4 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int = DEFAULT_DEPTH,
     folded = [run.label for first, run in builder.folds.items()
               if first in shown or first in opened]
     return ModuleGraph(title or trace.model_type, nodes, edges, clusters, depth, folded,
-                       trace.params)
+                       trace.params), builder

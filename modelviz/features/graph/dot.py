@@ -29,7 +29,7 @@ COLOURS: dict[str, str] = {
     "attention": "#ddd6fe",  # violet
     "embedding": "#a5f3fc",  # cyan
     "recurrent": "#fecaca",  # red
-    "dropout": "#e7e5e4",  # stone
+    "dropout": "#d9f99d",  # lime: not the grey of "other", which it used to share
     "other": "#e5e7eb",  # grey
     "op": "#ffffff",
     "input": "#d1fae5",
@@ -120,7 +120,8 @@ def to_dot(graph: ModuleGraph, *, rankdir: str = "TB", legend: bool = True) -> s
             lines.append(f"{indent}}}")
 
     write(None, "  ")
-    lines += [f"  {dot_id(e.src)} -> {dot_id(e.dst)} [label={dot_label(' ' + e.label)}];"
+    lines += [f"  {dot_id(e.src)} -> {dot_id(e.dst)}"
+              + (f" [label={dot_label(' ' + e.label)}];" if e.label else ";")
               for e in graph.edges]
     if legend:
         lines += _legend(graph, rankdir)

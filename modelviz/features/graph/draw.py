@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from modelviz.core import session
 from modelviz.errors import SpecError
 from modelviz.features.graph.autograd import autograd_dot
-from modelviz.features.graph.build import DEFAULT_DEPTH, build_graph
+from modelviz.features.graph.build import build_graph
 from modelviz.features.graph.dot import RANKDIRS, to_dot
 from modelviz.features.graph.drawing import Drawing
 from modelviz.features.graph.probe import DataflowProbe, input_names
@@ -63,7 +63,6 @@ def module_drawing(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
                    depth: int | None = None, expand: tuple[str, ...] = (), fold: bool = True,
                    rankdir: str = "TB", dot: str | Path | None = None) -> Drawing:
     """The module view from a pass that ran ``probe``."""
-    chosen = DEFAULT_DEPTH if depth is None else depth
-    built = build_graph(trace, trace.probes[probe.name], depth=chosen, expand=expand,
+    built = build_graph(trace, trace.probes[probe.name], depth=depth, expand=expand,
                         fold=fold, title=prepared.loaded.name)
     return Drawing(to_dot(built, rankdir=rankdir), view="modules", graph=built, dot=dot)

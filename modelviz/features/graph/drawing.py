@@ -22,7 +22,7 @@ from modelviz.output import format_from_suffix, write_bytes
 if TYPE_CHECKING:
     from modelviz.features.graph.build import ModuleGraph
 
-__all__ = ["EXTENSIONS", "FORMATS", "PNG_LIMIT", "Drawing", "Rendered", "find_dot",
+__all__ = ["EXTENSIONS", "FORMATS", "PNG_DPI", "PNG_LIMIT", "Drawing", "Rendered", "find_dot",
            "format_for", "png_size", "render"]
 
 FORMATS = ("png", "svg", "pdf", "dot")
@@ -30,6 +30,9 @@ EXTENSIONS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".dot": "dot", ".gv":
 #: Cairo's bitmap limit: Graphviz shrinks any PNG with a side longer than this to fit.
 PNG_LIMIT = 32767
 DEFAULT_TIMEOUT = 300.0
+#: PNGs are drawn at 2x (Graphviz's default is 96 dpi), sharp on high-density screens and when
+#: zoomed; the SVG and PDF are vector drawings and need none.
+PNG_DPI = 192
 
 
 def format_for(fmt: str | None, output: str | Path | None) -> str:
@@ -96,8 +99,9 @@ def render(source: str, fmt: str, *, dot: str | Path | None = None,
         raise SpecError(f"unknown graph format {fmt!r}.", "Use png, svg, pdf or dot.")
     program = find_dot(dot, fmt=fmt)
     try:
-        proc = subprocess.run([program, f"-T{fmt}"], input=source.encode(), capture_output=True,
-                              timeout=timeout, check=False)
+        dpi = [f"-Gdpi={PNG_DPI}"] if fmt == "png" else []
+        proc = subprocess.run([program, f"-T{fmt}", *dpi], input=source.encode(),
+                              capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise OutputError(
             f"Graphviz took longer than {timeout:.0f} s to lay out the graph.",
@@ -146,7 +150,12 @@ class Drawing:
         return f"<Drawing {self.view}: {size}{len(self.source):,} characters of DOT>"
 
     def render(self, fmt: str = "svg", *, timeout: float = DEFAULT_TIMEOUT) -> Rendered:
-        return render(self.source, fmt, dot=self.dot, timeout=timeout)
+        """The drawing in ``fmt``; its warnings start with the graph's notes (what was drawn
+        closed to keep the default graph readable)."""
+        rendered = render(self.source, fmt, dot=self.dot, timeout=timeout)
+        if self.graph is not None and self.graph.notes:
+            rendered.warnings[:0] = self.graph.notes
+        return rendered
 
     def pipe(self, fmt: str = "svg") -> bytes:
         return self.render(fmt).data

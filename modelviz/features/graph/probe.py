@@ -12,8 +12,9 @@ modules opened with ``--expand`` and the folding of repeated blocks are all deci
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,8 +81,36 @@ _NAME_HINTS = (  # type-name fragments for classes outside torch.nn, checked in 
 )
 
 
-def layer_kind(module: nn.Module) -> str:
-    """The colour family of a module: by torch.nn base class, else by its type's name."""
+#: What a container is drawn as, by the kinds of the layers inside it, strongest first: a block
+#: with a convolution is a conv block whatever else it holds (``Conv2dNormActivation``), a block
+#: of Linear, GELU and Dropout is a linear block.
+_CONTENT_ORDER = ("attention", "recurrent", "conv", "embedding", "linear", "norm", "pooling",
+                  "activation", "dropout")
+
+
+def layer_kind(module: nn.Module, memo: dict[int, str] | None = None) -> str:
+    """The colour family of a module: by torch.nn base class; a container by the strongest
+    kind among its submodules (``_CONTENT_ORDER``); else by its type's name."""
+    memo = {} if memo is None else memo
+    known = memo.get(id(module))
+    if known is None:
+        known = memo[id(module)] = _layer_kind(module, memo)
+    return known
+
+
+def _layer_kind(module: nn.Module, memo: dict[int, str]) -> str:
+    own = _own_kind(module)
+    if own != "other" and not (own != "attention" and module._modules
+                               and _name_kind(module) == own):
+        return own  # torch.nn's own classes, and containers named as attention
+    inside = {layer_kind(child, memo) for child in module.children()}
+    for kind in _CONTENT_ORDER:
+        if kind in inside:
+            return kind
+    return own
+
+
+def _own_kind(module: nn.Module) -> str:
     if isinstance(module, (nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoder,
                            nn.TransformerDecoder, nn.TransformerEncoderLayer,
                            nn.TransformerDecoderLayer)):
@@ -102,6 +131,10 @@ def layer_kind(module: nn.Module) -> str:
             return kind
     if type(module).__module__ == activation.__name__:
         return "activation"
+    return _name_kind(module)
+
+
+def _name_kind(module: nn.Module) -> str:
     lowered = type(module).__name__.lower()
     for fragment, kind in _NAME_HINTS:
         if fragment in lowered:
@@ -170,7 +203,7 @@ class DataflowProbe(Probe):
         self.events: list[FlowEvent] = []
         self.call_events: dict[int, int] = {}
         self.kinds: dict[str, str] = {}
-        self._kind_cache: dict[type, str] = {}
+        self._kind_memo: dict[int, str] = {}  # id(module) -> kind, for this pass
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], Ref]] = {}
         self._purge_at = 4096
         self._stack: list[tuple[FlowEvent, bool]] = []  # (call event, module is a leaf)
@@ -195,7 +228,7 @@ class DataflowProbe(Probe):
         return previous
 
     def _record_outputs(self, event: FlowEvent, value: Any) -> None:
-        for parts, tensor in walk(value):
+        for parts, tensor in _walk(value):
             path = path_text(parts)
             event.outputs[path] = (tuple(tensor.shape), dtype_name(tensor.dtype))
             previous = self._register(tensor, (event.seq, path))
@@ -236,16 +269,12 @@ class DataflowProbe(Probe):
         event = self._event("call", call.index)
         self.call_events[call.index] = event.seq
         seen: set[Ref] = set()
-        for tensor in tensors(args):
+        for _, tensor in _walk(args):
             ref = self.producer(tensor)
             if ref is not None and ref not in seen:
                 seen.add(ref)
                 event.inputs.append(ref)
-        cls = type(module)
-        kind = self._kind_cache.get(cls)
-        if kind is None:
-            kind = self._kind_cache[cls] = layer_kind(module)
-        self.kinds[call.module] = kind
+        self.kinds[call.module] = layer_kind(module, self._kind_memo)
         leaf = not module._modules
         self._stack.append((event, leaf))
         self.quiet = leaf
@@ -260,7 +289,7 @@ class DataflowProbe(Probe):
         self.quiet = self._stack[-1][1] if self._stack else True
         if kwargs:  # the pre-hook saw no keyword arguments: look them up now
             seen = set(event.inputs)
-            for tensor in tensors(kwargs):
+            for _, tensor in _walk(kwargs):
                 ref = self.producer(tensor)
                 # A tensor re-registered inside this call (in place, or passed through an inner
                 # module) is followed back to what produced it before the call began.
@@ -300,6 +329,35 @@ class DataflowProbe(Probe):
         self._producers.clear()
         self._stack.clear()
         return Flow(self.events, self.call_events, self.kinds, self.input_names)
+
+
+_WRAPPER_DEPTH = 4  # how deep _walk looks into objects that are not containers
+
+
+def _walk(value: Any, path: tuple[str, ...] = (), depth: int = 0) -> Iterator[
+        tuple[tuple[str, ...], torch.Tensor]]:
+    """``walk``, and into the objects that carry tensors between modules: dataclasses, named
+    tuples and plain objects with tensor attributes (torchvision's ``ImageList`` carries the
+    batch from ``transform`` to ``backbone`` as ``.tensors``): path ``0.tensors``."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from _walk(item, (*path, str(i)), depth)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk(item, (*path, str(key)), depth)
+    elif depth < _WRAPPER_DEPTH and not isinstance(value, (nn.Module, type, str, bytes)):
+        if dataclasses.is_dataclass(value):
+            items = [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+        else:
+            attributes = getattr(value, "__dict__", None)
+            if not isinstance(attributes, dict):
+                return
+            items = list(attributes.items())
+        for key, item in items:
+            if not str(key).startswith("_"):
+                yield from _walk(item, (*path, str(key)), depth + 1)
 
 
 def input_names(model: nn.Module, args: tuple[Any, ...]) -> dict[str, str]:
