@@ -60,6 +60,25 @@ def test_every_artifact_with_its_content(net_report: tuple[Path, dict[str, objec
     assert onnx_part["op_counts"]["Conv"] == 2 and onnx_part["op_counts"]["Gemm"] == 3
 
 
+def test_the_interactive_graph_comes_with_the_report(
+        net_report: tuple[Path, dict[str, object]]) -> None:
+    """graph.html is the viewer `graph -o x.html` writes, from the report's own pass; each
+    layer's name on the page links to its node there."""
+    folder, data = net_report
+    parts = data["parts"]
+    assert isinstance(parts, dict) and "graph.html" in parts["graph"]["files"]
+    viewer = (folder / "graph.html").read_text()
+    found = re.search(r'<script type="application/json" id="modelviz-data">(.*?)</script>',
+                      viewer, re.S)
+    assert found is not None
+    modules = json.loads(found.group(1))["modules"]
+    params = {name: module["params"] for name, module in modules.items()}
+    assert params["conv1"] == 156 and params["fc1"] == 30_840
+    index = (folder / "index.html").read_text()
+    assert '<a href="graph.html#node=conv1"><code>conv1</code></a>' in index
+    assert '<a href="graph.html">interactive graph</a>' in index
+
+
 def test_memory_part_is_the_memory_commands_plan(
         net_report: tuple[Path, dict[str, object]]) -> None:
     import modelviz
@@ -114,6 +133,11 @@ def test_index_page_in_a_real_browser(net_report: tuple[Path, dict[str, object]]
     assert "Total params" in dom and "44,426" in dom
     assert dom.count('src="data:image/png;base64,') == 4
     assert re.search(r'id="zoom"[^>]*>\d+%<', dom)  # the zoom control initialised
+    # sizes written in px as read (pt made "100%" 133%), and fit fits the SVG's own size at most
+    width = re.search(r'<svg[^>]*\swidth="([\d.]+)(\w+)"', dom)
+    assert width is not None and width.group(2) == "px"
+    native = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', (folder / "graph.svg").read_text())
+    assert native is not None and float(width.group(1)) <= float(native.group(1)) * 4 / 3 + 1
     # The memory plan's figures, and the time of each layer beside the summary's columns.
     from modelviz.features.memory.view import size
 
@@ -142,8 +166,9 @@ def test_failing_part_is_reported_and_the_rest_written(cli: Cli, tmp_path: Path,
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
         "error: 2 of 6 parts did not pass: graph (failed), onnx (failed).")
+    # graph.html needs no dot program: the page lays the graph out itself
     assert sorted(p.name for p in folder.iterdir()) == [
-        "activations", "index.html", "memory.json", "profile.json", "report.json",
+        "activations", "graph.html", "index.html", "memory.json", "profile.json", "report.json",
         "summary.json", "summary.md"]
     report = json.loads((folder / "report.json").read_text())
     assert "no-such-dot" in report["parts"]["graph"]["error"]
@@ -158,8 +183,8 @@ def test_memory_and_profile_can_be_left_out(cli: Cli, tmp_path: Path) -> None:
                  "--layer", "conv1", "--static")
     assert result.exit_code == 0, result.stderr  # skipped on request: not a failure
     assert sorted(p.name for p in folder.iterdir()) == [
-        "activations", "graph.svg", "index.html", "model.onnx", "report.json", "summary.json",
-        "summary.md"]
+        "activations", "graph.html", "graph.svg", "index.html", "model.onnx", "report.json",
+        "summary.json", "summary.md"]
     report = json.loads((folder / "report.json").read_text())
     assert report["ok"] is True
     assert report["parts"]["memory"] == {"status": "skipped", "error": None, "problem": None,

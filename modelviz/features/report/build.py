@@ -65,6 +65,7 @@ def _attempt(part: Part) -> Iterator[None]:
 
 #: Everything a report writes; a folder holding anything else is not replaced.
 REPORT_FILES = frozenset({"index.html", "report.json", "summary.json", "summary.md", "graph.svg",
+                          "graph.html",
                           "model.onnx", "model.onnx.data", "activations", "memory.json",
                           "profile.json"})
 
@@ -220,6 +221,14 @@ def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
         rendered = drawing.render("svg")
         part.files.append(write_bytes(directory / "graph.svg", rendered.data))
         part.warnings = list(rendered.warnings)
+    # The interactive page lays out in the browser (Graphviz as WebAssembly), so it is written
+    # even where the dot program is missing; it comes from the same pass.
+    with contextlib.suppress(Exception):
+        from modelviz.features.graph.interactive import page, viewer_data
+
+        part.viewer = write_text(directory / "graph.html",
+                                 page(viewer_data(prepared, trace, probe)))
+        part.files.append(part.viewer)
     return part
 
 

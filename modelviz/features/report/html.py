@@ -56,15 +56,17 @@ figure{margin:12px 0}figure img{max-width:100%;border:1px solid #eaeef2}
 tr.dead td{background:#fff8c5}tr.bad td{background:#ffebe9}
 """
 
-# Zoom by buttons or ctrl/cmd + wheel; the graph's own size is 100%. Marks the page ready so a
-# headless browser test can tell that the script ran to the end.
+# Zoom by buttons or ctrl/cmd + wheel; the graph's own size is 100%. The SVG's size is read in
+# px and written in px (writing pt made 100% 133%); fit fits the width and the box's 80vh.
+# Marks the page ready so a headless browser test can tell that the script ran to the end.
 SCRIPT = """
 (function(){
   var box=document.querySelector('.graph'), svg=box&&box.querySelector('svg');
   if(svg){
     var w=svg.width.baseVal.value, h=svg.height.baseVal.value, k=1;
-    function zoom(f){k=f===0?Math.min(1,box.clientWidth/w):Math.max(0.1,Math.min(8,k*f));
-      svg.setAttribute('width',w*k+'pt');svg.setAttribute('height',h*k+'pt');
+    function fit(){return Math.min(1,box.clientWidth/w,window.innerHeight*0.8/h);}
+    function zoom(f){k=f===0?fit():Math.max(0.1,Math.min(8,k*f));
+      svg.setAttribute('width',w*k+'px');svg.setAttribute('height',h*k+'px');
       document.getElementById('zoom').textContent=Math.round(k*100)+'%';}
     document.querySelectorAll('[data-zoom]').forEach(function(b){
       b.addEventListener('click',function(){zoom(parseFloat(b.dataset.zoom));});});
@@ -108,7 +110,8 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int], css: st
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _summary(part: SummaryPart, profile: Profile | None = None) -> tuple[str, str]:
+def _summary(part: SummaryPart, profile: Profile | None = None, *,
+             viewer: bool = False) -> tuple[str, str]:
     """The totals, shown first, and the layer table, shown last (it is long); with a profile
     (made from the same pass, so its modules are the table's), a time column too."""
     summary = part.summary
@@ -121,7 +124,8 @@ def _summary(part: SummaryPart, profile: Profile | None = None) -> tuple[str, st
     for row in summary.rows(depth=options.depth):
         c = cells(row, summary.totals.params, options.columns)
         indent = "&nbsp;" * 3 * (row.depth - 1)
-        rows.append([f'{indent}<code>{_e(c.name)}</code> <span class="muted">({_e(c.type)})'
+        label = _in_viewer(c.name, row.record.name, viewer)
+        rows.append([f'{indent}{label} <span class="muted">({_e(c.type)})'
                      "</span>"] + [_e(c.values[k]) for k in keys])
         if profile is not None:
             timed = profile.modules.get(row.record.name)
@@ -146,14 +150,29 @@ def _inline_svg(path: Path) -> str:
 
 def _graph(part: GraphPart) -> str:
     body = _failure(part)
-    if part.files:
+    viewer = (' · <a href="graph.html">interactive graph</a> (open modules, search, colour '
+              'by FLOPs)' if part.viewer is not None else "")
+    svg = next((f for f in part.files if f.suffix == ".svg"), None)
+    if svg is not None:
         nodes = part.nodes or 0
         body += ('<p class="tools"><button data-zoom="1.25">+</button>'
                  '<button data-zoom="0.8">−</button><button data-zoom="0">fit</button>'
                  '<span id="zoom" class="muted"></span> <span class="muted">· ctrl + wheel '
-                 f'zooms · {nodes} nodes · <a href="graph.svg">graph.svg</a></span></p>'
-                 f'<div class="graph">{_inline_svg(part.files[0])}</div>')
+                 f'zooms · {nodes} nodes · <a href="graph.svg">graph.svg</a>{viewer}</span></p>'
+                 f'<div class="graph">{_inline_svg(svg)}</div>')
+    elif viewer:
+        body += f'<p class="muted">{viewer.removeprefix(" · ")}</p>'
     return f'<section id="graph"><h2>Graph</h2>{body}</section>'
+
+
+def _in_viewer(label: str, name: str, viewer: bool) -> str:
+    """A layer's label, linked to module ``name``'s node in the interactive graph, if any."""
+    code = f"<code>{_e(label)}</code>"
+    if not viewer or not name:
+        return code
+    from urllib.parse import quote
+
+    return f'<a href="graph.html#node={_e(quote(name, safe=""))}">{code}</a>'
 
 
 def _onnx(part: OnnxPart) -> str:
@@ -293,7 +312,8 @@ def render_index(report: Report) -> str:
     """The whole page, from the report's typed parts (each holds what its section shows)."""
     badges = "".join(_badge(p) for p in report.parts.values())
     trace = report.summary.summary.trace
-    totals, layers = _summary(report.summary, report.profile.profile)
+    totals, layers = _summary(report.summary, report.profile.profile,
+                              viewer=report.graph.viewer is not None)
     body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(trace.model_type)} · "
             f"{_e(inputs_label(report.inputs))} · {_e(trace.device)}</p><p>{badges}</p>"
             + totals + _memory(report.memory) + _profile(report.profile)

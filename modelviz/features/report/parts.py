@@ -97,6 +97,12 @@ class GraphPart(Part):
     name: ClassVar[str] = "graph"
     nodes: int | None = None
     warnings: list[str] = field(default_factory=list)  # Graphviz's, on a drawing it made
+    viewer: Path | None = None  # graph.html, the interactive page
+
+    def relocate(self, old: Path, new: Path) -> None:
+        super().relocate(old, new)
+        if self.viewer is not None:
+            self.viewer = _moved(self.viewer, old, new)
 
     def _details(self, folder: Path | None) -> dict[str, Any]:
         details: dict[str, Any] = {}
