@@ -23,9 +23,12 @@ demo: setup
 	$(BIN)/modelviz summary sample_models/llama.py:llama_7b int64:128 --device meta
 	$(BIN)/modelviz summary resnet18 --columns all -o $(ARTIFACTS)/resnet18_summary.md
 	$(BIN)/modelviz graph resnet18 -o $(ARTIFACTS)/resnet18.svg
+	$(BIN)/modelviz graph resnet18 -o $(ARTIFACTS)/resnet18.html
 	$(BIN)/modelviz graph sample_models.seeds:Net 1x28x28 --view autograd -o $(ARTIFACTS)/net_autograd.svg
 	$(BIN)/modelviz activations resnet18 --layer conv1 --layer layer4 --hist -o $(ARTIFACTS)/activations
 	$(BIN)/modelviz export-onnx resnet18 -o $(ARTIFACTS)/resnet18.onnx
+	$(BIN)/modelviz memory resnet50 -b 32 --optimizer adamw --device meta --fit h100
+	$(BIN)/modelviz profile resnet18 --depth 1 --device cpu
 	$(BIN)/modelviz tensorboard resnet18 --logdir $(ARTIFACTS)/runs/resnet18
 	$(BIN)/modelviz report resnet18 -o $(ARTIFACTS)/report
 	@echo "demo artifacts are in $(ARTIFACTS)/: open $(ARTIFACTS)/report/index.html"

@@ -322,6 +322,48 @@ def test_busy_detector_is_closed_to_fit_and_joined_through_its_image_list() -> N
     assert "rpn" not in expanded.closed and "rpn.head" in {n.id for n in expanded.nodes}
 
 
+class OpStorm(nn.Module):
+    """300 operations in the root's own forward, where no module can be drawn closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.middle, self.last = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first(x)
+        for _ in range(100):
+            x = x * 2
+        x = self.middle(x)
+        for _ in range(100):
+            x = (x + 1).relu()
+        out: torch.Tensor = self.last(x)
+        return out
+
+
+def test_operations_in_the_roots_own_code_merge_into_runs_to_fit() -> None:
+    from modelviz.features.graph.build import MAX_NODES
+
+    graph = api.graph(OpStorm(), "8", device="meta").graph
+    assert graph is not None and graph.closed == []
+    assert [n.title for n in graph.nodes] == [
+        "x", "first", "100 ops (mul ×100)", "middle", "200 ops (add ×100, relu ×100)", "last",
+        "output"]
+    ops = [n.id for n in graph.nodes if n.kind == "op"]
+    assert [(e.src, e.dst) for e in graph.edges] == [
+        ("input:x", "first"), ("first", ops[0]), (ops[0], "middle"), ("middle", ops[1]),
+        (ops[1], "last"), ("last", "output:")]
+    assert graph.notes == [
+        "300 functional operations in the model's own forward are drawn as 2 nodes, each a run "
+        "of consecutive operations, to keep the graph readable: 7 nodes instead of 305. Draw "
+        "each operation with `depth=2`."]
+    everything = api.graph(OpStorm(), "8", device="meta", depth=2).graph  # a depth given
+    assert everything is not None and len(everything.nodes) == 305 > MAX_NODES
+    assert everything.notes == []
+    raft = api.graph("raft_small", device="meta").graph  # 696 nodes before, 192 s to draw
+    assert raft is not None and len(raft.nodes) < MAX_NODES
+    assert "in the model's own forward are drawn as" in raft.notes[-1]
+
+
 # --- files: PNG, PDF, DOT -----------------------------------------------------------------
 
 def test_png_signature_and_size(cli: Cli, tmp_path: Path) -> None:

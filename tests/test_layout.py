@@ -104,6 +104,8 @@ def test_the_facade_keeps_its_names_after_every_feature_is_imported() -> None:
     for module in pkgutil.walk_packages([str(PACKAGE / "features")], "modelviz.features."):
         importlib.import_module(module.name)
     for name in ("summary", "graph", "activations", "tensorboard", "export_onnx", "trace",
-                 "prepare", "write_report"):
+                 "prepare", "write_report", "memory", "profile"):
         assert callable(getattr(modelviz, name)), name
-    assert modelviz.summary.__module__ == "modelviz.api"
+    # features.memory and features.profile are packages too: the functions must still win
+    assert modelviz.summary.__module__ == modelviz.memory.__module__ == "modelviz.api"
+    assert modelviz.profile.__module__ == "modelviz.api"

@@ -502,17 +502,100 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int | None = None,
             break
         closed.append(busiest[0])
         graph, builder = _build(trace, flow, chosen, expand, fold, title, tuple(closed))
+    notes: list[str] = []
     if closed:
         hidden = sum(1 for n in before.nodes if n.kind == "op"
                      and any(_inside(n.module, name) for name in closed))
         names = ", ".join(closed)
-        graph.notes.append(
+        notes.append(
             f"{names} {'is' if len(closed) == 1 else 'are'} drawn closed, with the {hidden:,} "
             f"functional operations inside, to keep the graph readable: "
             f"{len(graph.nodes):,} nodes instead of {len(before.nodes):,}. Open one "
             f"with `expand={closed[0]}`, or draw everything with `depth={chosen}`.")
+    if limit and len(graph.nodes) > limit:
+        # What is left over the limit are operations that closing cannot hide: the root's own
+        # code (ssd300's box decoding, raft's refinement loop) or an expanded module's.
+        count = len(graph.nodes)
+        merged, into, owners = _collapse_ops(graph, limit)
+        if merged:
+            where = ", ".join(o or "the model's own forward" for o in owners)
+            notes.append(
+                f"{merged:,} functional operations in {where} are drawn as {into:,} "
+                f"{'node,' if into == 1 else 'nodes, each'} a run of consecutive operations, "
+                f"to keep the graph readable: "
+                f"{len(graph.nodes):,} nodes instead of {count:,}. Draw each operation with "
+                f"`depth={chosen}`.")
+    graph.notes.extend(notes)
     graph.closed = closed
     return graph
+
+
+def _collapse_ops(graph: ModuleGraph, limit: int) -> tuple[int, int, list[str]]:
+    """Merge runs of consecutive operation nodes of one module's code (one call of it) into
+    one node each, the busiest code first, until the graph has at most ``limit`` nodes.
+
+    Nodes are in execution order, so a run is a stretch of that order with nothing else in
+    it: edges into and out of the run are kept, those inside it dropped, and no cycle is made.
+    Returns the operation nodes merged, the nodes they became, and the modules whose code
+    they ran ("" for the root's), in the order they were collapsed.
+    """
+    def owner(node: Node) -> tuple[str, str | None]:
+        return node.module, node.cluster
+
+    counts: dict[tuple[str, str | None], int] = {}
+    for node in graph.nodes:
+        if node.kind == "op":
+            counts[owner(node)] = counts.get(owner(node), 0) + 1
+    merged = into = 0
+    owners: list[str] = []
+    for key in sorted(counts, key=lambda k: -counts[k]):
+        if len(graph.nodes) <= limit:
+            break
+        runs: list[list[Node]] = []
+        previous: Node | None = None
+        for node in graph.nodes:
+            if node.kind == "op" and owner(node) == key:
+                if previous is not None and runs:
+                    runs[-1].append(node)
+                else:
+                    runs.append([node])
+                previous = node
+            else:
+                previous = None
+        runs = [run for run in runs if len(run) > 1]
+        if not runs:
+            continue
+        rename: dict[str, str] = {}
+        for run in runs:
+            head = run[0]
+            names: dict[str, int] = {}
+            for node in run:
+                name = node.title
+                names[name] = names.get(name, 0) + 1
+            parts = [f"{name} ×{n}" if n > 1 else name
+                     for name, n in sorted(names.items(), key=lambda item: -item[1])]
+            shown = ", ".join(parts[:3]) + (", …" if len(parts) > 3 else "")
+            head.title = f"{len(run)} ops ({shown})"
+            for node in run:
+                rename[node.id] = head.id
+            merged += len(run)
+            into += 1
+        gone = {node_id for node_id, head_id in rename.items() if node_id != head_id}
+        graph.nodes = [n for n in graph.nodes if n.id not in gone]
+        labels: dict[tuple[str, str], list[str]] = {}
+        for edge in graph.edges:
+            src, dst = rename.get(edge.src, edge.src), rename.get(edge.dst, edge.dst)
+            if src == dst:
+                continue
+            seen = labels.setdefault((src, dst), [])
+            if edge.label not in seen:
+                seen.append(edge.label)
+        graph.edges = [Edge(src, dst, ", ".join(texts) if len(texts) <= 2
+                            else f"{len(texts)} shapes")
+                       for (src, dst), texts in labels.items()]
+        if key[0] not in owners:
+            owners.append(key[0])
+    return merged, into, owners
 
 
 def _inside(module: str, name: str) -> bool:
