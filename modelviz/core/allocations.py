@@ -23,14 +23,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["CUDA_BLOCK", "Tracker"]
+__all__ = ["CUDA_BLOCK", "Tracker", "round_up"]
 
 #: The CUDA caching allocator hands out multiples of 512 bytes; a simulated CUDA (or meta) step
 #: rounds the same way, so a model of many small biases is not undercounted.
 CUDA_BLOCK = 512
 
 
-def _round(nbytes: int, block: int) -> int:
+def round_up(nbytes: int, block: int) -> int:
+    """``nbytes`` as an allocator handing out multiples of ``block`` bytes sees it."""
     return -(-nbytes // block) * block if block > 1 else nbytes
 
 
@@ -92,7 +93,7 @@ class Tracker:
         known: int | None = self._keys.get(storage)  # type: ignore[no-untyped-call]
         if known is not None:
             return known
-        size = _round(int(storage.nbytes()), self.block)
+        size = round_up(int(storage.nbytes()), self.block)
         key = self._next
         self._next += 1
         self._keys[storage] = key

@@ -82,3 +82,28 @@ def block_runs(trace: Trace, name: str, memo: dict[str, tuple[Any, ...]]) -> (
     identical siblings with names of their own (``q_proj``, ``k_proj``) keep their rows."""
     return [part for run in fold_runs(trace, ordered_children(trace, name), memo)
             for part in ([run] if numbered([r.name for r in run]) else [[r] for r in run])]
+
+
+#: How deep a default may go to reach repeated blocks: summary's table and graph's drawing.
+MAX_REACH = 6
+
+
+def blocks_depth(trace: Trace, reach: int = MAX_REACH) -> int:
+    """The depth of the deepest first run of repeated numbered blocks (0 if there is none), a
+    branch's outermost run only, as the blocks inside a folded block show under it: what the
+    default depth of ``summary`` and ``graph`` reaches for (CLIP's encoder layers at 4)."""
+    memo: dict[str, tuple[Any, ...]] = {}
+    deepest = 0
+
+    def visit(name: str, level: int) -> None:
+        nonlocal deepest
+        if level > reach:
+            return
+        for run in block_runs(trace, name, memo):
+            if len(run) > 1:
+                deepest = max(deepest, level)
+            else:
+                visit(run[0].name, level + 1)
+
+    visit("", 1)
+    return deepest

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelviz.core.formatting import dims_text, human, shape_text
-from modelviz.core.hierarchy import block_runs, fold_label, fold_runs, ordered_children
+from modelviz.core.hierarchy import (
+    MAX_REACH,
+    blocks_depth,
+    fold_label,
+    fold_runs,
+    ordered_children,
+)
 from modelviz.core.records import Trace
 from modelviz.errors import SpecError
 from modelviz.features.graph.probe import KINDS, Flow, FlowEvent, Ref
@@ -23,8 +29,6 @@ __all__ = ["DEFAULT_DEPTH", "FOLD_MIN", "MAX_NODES", "MAX_OPS", "MAX_REACH", "Cl
 #: turns resnet152 into 500 nodes. The default goes deeper where the repeated blocks are deeper
 #: (ViT's ``encoder.layers.encoder_layer_N`` at 3), as summary's does: see ``default_depth``.
 DEFAULT_DEPTH = 2
-#: How deep the default depth may go to reach repeated blocks (summary's ``MAX_REACH``).
-MAX_REACH = 6
 #: The default graph's size limit: past it, the opened modules busiest with functional
 #: operations are drawn closed, one at a time, until the graph fits (a note says which).
 MAX_NODES = 150
@@ -450,26 +454,6 @@ def _label(drawn: _Drawn, builder: _Builder) -> tuple[str, list[str]]:
         lines.append(shape_text(call.output))
     title = run.label if run else (drawn.module or trace.model_type)
     return title, lines
-
-
-def blocks_depth(trace: Trace) -> int:
-    """The depth of the deepest first run of repeated numbered blocks (0 if there is none), a
-    branch's outermost run only: the rule of summary's ``blocks_depth``, on a bare trace."""
-    memo: dict[str, tuple[Any, ...]] = {}
-    deepest = 0
-
-    def visit(name: str, level: int) -> None:
-        nonlocal deepest
-        if level > MAX_REACH:
-            return
-        for run in block_runs(trace, name, memo):
-            if len(run) > 1:
-                deepest = max(deepest, level)
-            else:
-                visit(run[0].name, level + 1)
-
-    visit("", 1)
-    return deepest
 
 
 def default_depth(trace: Trace) -> int:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from modelviz.core import engine
-from modelviz.core.allocations import Tracker
+from modelviz.core.allocations import Tracker, round_up
 from modelviz.errors import SpecError
 from modelviz.features.memory.simulate import autocast_for, block_for
 
@@ -101,7 +101,7 @@ def plan_kv_cache(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
         if not held:
             raise SpecError(f"{type(model).__name__} returned no cache with use_cache=True.",
                             "`kv_cache` plans decoders that return one; drop it.")
-        cache_bytes = sum(-(-t.untyped_storage().nbytes() // tracker.block) * tracker.block
+        cache_bytes = sum(round_up(t.untyped_storage().nbytes(), tracker.block)
                           for t in {id(t.untyped_storage()): t for t in held}.values())
         prefill = tracker.peak.total
         del out

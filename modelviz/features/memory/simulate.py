@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from modelviz.core import engine
-from modelviz.core.allocations import CUDA_BLOCK, Tracker
+from modelviz.core.allocations import CUDA_BLOCK, Tracker, round_up
 from modelviz.core.hierarchy import block_runs
 from modelviz.core.records import CallRecord, Trace
 from modelviz.errors import SpecError
@@ -126,7 +126,7 @@ def block_for(device: torch.device) -> int:
 
 def _bytes(tensors: Any, block: int = 1) -> int:
     """Bytes of the tensors' storages, each rounded up to the allocator's block."""
-    return sum(-(-t.untyped_storage().nbytes() // block) * block for t in _unique(tensors))
+    return sum(round_up(t.untyped_storage().nbytes(), block) for t in _unique(tensors))
 
 
 def _unique(tensors: Any) -> list[torch.Tensor]:

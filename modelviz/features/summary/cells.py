@@ -17,7 +17,7 @@ from modelviz.core.formatting import (
     shape_text,
     totals_lines,
 )
-from modelviz.core.hierarchy import block_runs
+from modelviz.core.hierarchy import blocks_depth as hierarchy_blocks_depth
 from modelviz.escape import printable
 from modelviz.features.summary.options import MAX_REACH, SummaryColumns, TableOptions
 
@@ -107,24 +107,8 @@ def footer_lines(totals: object) -> list[tuple[str, str]]:
 
 
 def blocks_depth(summary: Summary) -> int:
-    """The depth of the deepest first run of repeated numbered blocks (0 if there is none):
-    a branch's outermost run only, as the blocks inside a folded block show under its row."""
-    trace = summary.trace
-    memo: dict[str, tuple[object, ...]] = {}
-    deepest = 0
-
-    def visit(name: str, level: int) -> None:
-        nonlocal deepest
-        if level > MAX_REACH:
-            return
-        for run in block_runs(trace, name, memo):
-            if len(run) > 1:
-                deepest = max(deepest, level)
-            else:
-                visit(run[0].name, level + 1)
-
-    visit("", 1)
-    return deepest
+    """The depth of the summary's first repeated blocks (``core.hierarchy.blocks_depth``)."""
+    return hierarchy_blocks_depth(summary.trace, MAX_REACH)
 
 
 def display_depth(summary: Summary, options: TableOptions) -> int | None:
