@@ -142,9 +142,6 @@ class Tracker:
         self._by_kind[kind] -= size
         self.saved.pop(key, None)
 
-    def live_bytes(self, kind: str | None = None) -> int:
-        return self.current if kind is None else self._by_kind.get(kind, 0)
-
     def reset_peak(self) -> None:
         """Peaks from now on (a second step's, say); what is live stays counted."""
         self.peak = Snapshot(self.current, self.phase, dict(self._by_kind))
