@@ -109,3 +109,11 @@ def test_the_facade_keeps_its_names_after_every_feature_is_imported() -> None:
     # features.memory and features.profile are packages too: the functions must still win
     assert modelviz.summary.__module__ == modelviz.memory.__module__ == "modelviz.api"
     assert modelviz.profile.__module__ == "modelviz.api"
+
+
+def test_the_depth_that_reaches_blocks_is_one_number() -> None:
+    """summary's options keep it torch-free for start-up; graph and summary use the core one."""
+    from modelviz.core import hierarchy
+    from modelviz.features.summary import options
+
+    assert options.MAX_REACH == hierarchy.MAX_REACH

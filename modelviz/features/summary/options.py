@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from modelviz.core import hierarchy
-
 
 class SummaryColumns(str, Enum):
     """Optional columns of the layer table (Layer, Output Shape and Param # are always shown)."""
@@ -25,9 +23,11 @@ ALL_COLUMNS = tuple(SummaryColumns)
 #: Three levels show a model's parts and their blocks (ResNet's stages and BasicBlocks, a
 #: decoder's layers) without listing every Linear inside them.
 DEFAULT_DEPTH = 3
-#: How deep ``reach_blocks`` may go (``core.hierarchy.MAX_REACH``): past that, a model nests
-#: its blocks too deep to be summarised by depth alone (``--depth`` still goes anywhere).
-MAX_REACH = hierarchy.MAX_REACH
+#: How deep ``reach_blocks`` may go: past that, a model nests its blocks too deep to be
+#: summarised by depth alone (``--depth`` still goes anywhere). ``core.hierarchy.MAX_REACH``,
+#: written out: this module is read at start-up, before torch, which ``core.hierarchy`` imports
+#: (tests/test_layout.py checks that the two agree).
+MAX_REACH = 6
 
 
 @dataclass(frozen=True)
