@@ -223,12 +223,14 @@ def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
         part.warnings = list(rendered.warnings)
     # The interactive page lays out in the browser (Graphviz as WebAssembly), so it is written
     # even where the dot program is missing; it comes from the same pass.
-    with contextlib.suppress(Exception):
+    try:
         from modelviz.features.graph.interactive import page, viewer_data
 
         part.viewer = write_text(directory / "graph.html",
                                  page(viewer_data(prepared, trace, probe)))
         part.files.append(part.viewer)
+    except Exception as exc:  # the SVG may still be there: say why the page is not
+        part.warnings.append(f"graph.html not written: {_one_line(exc)}")
     return part
 
 
