@@ -22,7 +22,7 @@ from modelviz.errors import SpecError
 from modelviz.features.memory import simulate
 from modelviz.features.memory.budget import parse_budget
 from tests.helpers import ROOT, Cli
-from tests.memory_truth import allocator_peak
+from tests.memory_truth import MEASURING_ENV, allocator_peak
 from tests.models_for_memory import MODELS, SIZES
 
 pytestmark = pytest.mark.xdist_group("memory")  # the CPU measurements want a quiet core
@@ -92,8 +92,7 @@ def test_meta_plan_matches_an_h100(name: str, sizes: str, batch: int, optimizer:
 
 
 def _cpu_truth(name: str, batch: int, optimizer: str) -> int:
-    env = {**os.environ, "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1",
-           "TRANSFORMERS_VERBOSITY": "error"}
+    env = {**os.environ, **MEASURING_ENV, "TRANSFORMERS_VERBOSITY": "error"}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_truth.py"), name,
                            str(batch), optimizer], capture_output=True, text=True, env=env,
                           timeout=300, check=True)
@@ -109,10 +108,13 @@ def _planned(name: str, batch: int, optimizer: str) -> int:
 
 
 # (model, batch, optimizer, tolerance against torch's CPU allocator). Planned / allocator:
-# resnet18 0.987, GPT-2 1.000, inference 1.000; the LSTM 0.86, because oneDNN's RNN backward
-# allocates its own temporaries through torch's allocator inside one op, where no tensor shows.
+# resnet18 0.987, GPT-2 1.000, resnet18 inference 1.000; the LSTM 0.968 in training and 0.974
+# in inference, with oneDNN's RNN scratch (features/memory/kernels.py); without it they were
+# 0.86 and 0.43, since that scratch is taken through torch's allocator inside one op, where no
+# tensor shows it.
 ALLOCATOR_CASES = [("resnet18", 8, "adam", 0.03), ("gpt2-small", 8, "adamw", 0.02),
-                   ("resnet18", 8, "none", 0.01), ("lstm", 32, "adam", 0.16)]
+                   ("resnet18", 8, "none", 0.01), ("lstm", 32, "adam", 0.05),
+                   ("lstm", 32, "none", 0.05)]
 
 
 @pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), ALLOCATOR_CASES)
@@ -122,31 +124,27 @@ def test_cpu_plan_matches_torchs_cpu_allocator(name: str, batch: int, optimizer:
     (torch.profiler's memory timeline): the CPU's max_memory_allocated, kernels' own
     temporaries included."""
     measured = allocator_peak(name, batch, optimizer)
-    assert _planned(name, batch, optimizer) == pytest.approx(measured, rel=tolerance), (
-        _planned(name, batch, optimizer) / MB, measured / MB)
-
-
-@pytest.mark.parametrize(("name", "batch", "optimizer", "tolerance"), [
-    ("resnet18", 8, "none", 0.05),
-    # GPT-2 (2 layers, 8 x 256 tokens): planned 305 MB, as torch's allocator peaks; resident
-    # memory measured 324-347 MB over runs here (malloc's own slack), 7% noisy even with one
-    # thread and one malloc arena.
-    ("gpt2-small", 8, "adamw", 0.15),
-])
-def test_cpu_plan_matches_a_real_processs_resident_memory(name: str, batch: int,
-                                                          optimizer: str,
-                                                          tolerance: float) -> None:
-    """The same model and inputs in a fresh process: peak RSS of two real steps (or one no-grad
-    pass) above the baseline, plus the weights and inputs the baseline held.
-
-    Resident memory is not what torch allocates, and two models show it: a CPU convolution
-    step is 18% above the plan (oneDNN reorders activations into blocked layouts in buffers of
-    its own, outside torch's allocator, which the allocator test above agrees with the plan
-    on), and an LSTM 28% below it (oneDNN's 49 MB RNN workspace per layer is allocated whole
-    but only a third of its pages are ever written, so never resident)."""
-    measured = _cpu_truth(name, batch, optimizer)
     planned = _planned(name, batch, optimizer)
     assert planned == pytest.approx(measured, rel=tolerance), (planned / MB, measured / MB)
+
+
+# The issue's bound, 10%, for a CNN, a transformer and an RNN, training and inference. Planned /
+# resident, measured under MEASURING_ENV (repeats within 0.1%): resnet18 training 0.963 and
+# inference 1.000, GPT-2 0.981, the LSTM 0.932 and 0.970. The LSTM's last 7% are oneDNN's own
+# mallocs inside the RNN kernels, which torch's allocator (above) does not see either. Without
+# MEASURING_ENV the two oracles disagreed by up to 35% on these models; resident memory was then
+# glibc's caching and untouched pages, not what the process held (see tests/memory_truth.py).
+@pytest.mark.parametrize(("name", "batch", "optimizer"), [
+    ("resnet18", 8, "none"), ("resnet18", 8, "adam"), ("gpt2-small", 8, "adamw"),
+    ("lstm", 32, "adam"), ("lstm", 32, "none"),
+])
+def test_cpu_plan_matches_a_real_processs_resident_memory(name: str, batch: int,
+                                                          optimizer: str) -> None:
+    """The same model and inputs in a fresh process: peak RSS of two real steps (or one no-grad
+    pass) above the baseline, plus the weights and inputs the baseline held."""
+    measured = _cpu_truth(name, batch, optimizer)
+    planned = _planned(name, batch, optimizer)
+    assert planned == pytest.approx(measured, rel=0.10), (planned / MB, measured / MB)
 
 
 def test_second_step_derived_on_meta_equals_two_simulated_steps() -> None:

@@ -6,14 +6,15 @@ view goes. Saved-tensor hooks tell which storages autograd keeps for backward, a
 saved them. The same code follows a real CPU or CUDA step and a simulated one on the meta device,
 where nothing holds data but every storage still has its size.
 
-Not seen: memory that a kernel allocates and frees inside one op (cuDNN workspaces, a fused
-kernel's scratch), the CUDA context, and fragmentation in the allocator's cache.
+Not seen by the mode: memory that a kernel allocates and frees inside one op (cuDNN workspaces,
+a fused kernel's scratch); a ``scratch`` function that knows a kernel's figure adds it for the
+instant the op runs. Not seen at all: the CUDA context, and fragmentation in the allocator's cache.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["CUDA_BLOCK", "Tracker", "round_up"]
+__all__ = ["CUDA_BLOCK", "Scratch", "Tracker", "round_up"]
+
+#: What one op allocates and frees inside itself, from its overload and arguments (0: nothing
+#: known); the tracker counts it on top of what is live, for the instant the op runs.
+Scratch = Callable[[Any, tuple[Any, ...], dict[str, Any]], int]
 
 #: The CUDA caching allocator hands out multiples of 512 bytes; a simulated CUDA (or meta) step
 #: rounds the same way, so a model of many small biases is not undercounted.
@@ -49,11 +54,12 @@ class Tracker:
 
     ``kind`` labels what new storages are ("activations" during the forward pass, "backward" in
     backward, "optimizer" in the step); ``adopt`` labels storages that exist already (parameters,
-    buffers, inputs) so that a peak includes them.
+    buffers, inputs) so that a peak includes them. ``scratch`` knows kernels' own temporaries.
     """
 
-    def __init__(self, *, block: int = 1) -> None:
+    def __init__(self, *, block: int = 1, scratch: Scratch | None = None) -> None:
         self.block = block
+        self.scratch = scratch
         self.kind = "activations"
         self.phase = "forward"
         self.module = ""  # the innermost module running, for what autograd saves
@@ -102,12 +108,22 @@ class Tracker:
         self._live[key] = (size, label)
         self._by_kind[label] = self._by_kind.get(label, 0) + size
         self.current += size
-        if self.current > self.peak.total:
-            self.peak = Snapshot(self.current, self.phase, dict(self._by_kind))
-        if self.current > self.phase_peaks.get(self.phase, 0):
-            self.phase_peaks[self.phase] = self.current
-            self.phase_at[self.phase] = dict(self._by_kind)
+        self._note_peak(self.current, self._by_kind)
         return key
+
+    def _note_peak(self, total: int, by_kind: dict[str, int]) -> None:
+        if total > self.peak.total:
+            self.peak = Snapshot(total, self.phase, dict(by_kind))
+        if total > self.phase_peaks.get(self.phase, 0):
+            self.phase_peaks[self.phase] = total
+            self.phase_at[self.phase] = dict(by_kind)
+
+    def spike(self, nbytes: int) -> None:
+        """``nbytes`` live on top of everything else for an instant: a kernel's workspace, taken
+        and given back inside one op (labelled "workspace" at a peak it makes)."""
+        size = round_up(nbytes, self.block)
+        self._note_peak(self.current + size,
+                        {**self._by_kind, "workspace": self._by_kind.get("workspace", 0) + size})
 
     def adopt(self, tensors: Iterable[torch.Tensor], kind: str) -> int:
         """Storages that exist before the pass; returns the bytes newly counted."""
@@ -205,8 +221,13 @@ class _Follow(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's mo
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
                 self.tracker.register(leaf)
+        # the kernel's outputs exist before it gives its scratch back, so the spike sits on them
+        extra = self.tracker.scratch(func, args, kwargs) if self.tracker.scratch else 0
+        if extra:
+            self.tracker.spike(extra)
         return out

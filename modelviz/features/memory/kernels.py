@@ -1,9 +1,14 @@
-"""On the meta device, attention as CUDA runs it, so that what it keeps for backward is the same.
+"""Kernels whose memory the tensors they return do not tell.
 
+On the meta device, attention as CUDA runs it, so that what it keeps for backward is the same:
 torch's meta device takes ``scaled_dot_product_attention``'s math path, which builds and saves
 the whole attention matrix; CUDA runs a fused kernel (flash for 16-bit inputs without a mask,
 memory-efficient otherwise) that keeps only the output and the log-sum-exp. ViT-B/16 at batch 16
 would otherwise be planned 14% above what an H100 measures.
+
+On the CPU, oneDNN's RNN layers (what ``nn.LSTM`` runs there) take scratch memory through torch's
+allocator inside one op, where no tensor shows it: a 2-layer LSTM step was planned 14% under the
+allocator's peak without it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+_RNN_FORWARD = torch.ops.aten.mkldnn_rnn_layer.default
+_RNN_BACKWARD = torch.ops.aten.mkldnn_rnn_layer_backward.default
 
 
 def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -65,3 +73,26 @@ def cuda_attention() -> Iterator[None]:
     finally:
         F.scaled_dot_product_attention = original
 
+
+
+def cpu_scratch(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """Bytes a CPU kernel allocates and frees inside itself (a ``Tracker``'s ``scratch``).
+
+    oneDNN's RNN layer reorders its two weight matrices into its own layout and keeps every time
+    step's gates (gates x hidden for each of time x batch rows) in a scratchpad; its backward also
+    builds the recurrent weights' gradient in that layout. Read from torch.profiler's allocation
+    events inside ``mkldnn_rnn_layer`` and ``mkldnn_rnn_layer_backward`` (torch 2.14): this comes
+    within 3% of them for LSTMs from 64 to 512 wide, 50 to 100 steps, batch 16 to 32.
+    """
+    if func is not _RNN_FORWARD and func is not _RNN_BACKWARD:
+        return 0
+    data, w_ih, w_hh = args[0], args[1], args[2]
+    tensors = (data, w_ih, w_hh)
+    if not all(isinstance(t, torch.Tensor) for t in tensors) or data.device.type != "cpu":
+        return 0
+    rows = data.numel() // max(data.shape[-1], 1)  # time x batch
+    gates = rows * w_ih.shape[0] * data.element_size()
+    weights = w_ih.nbytes + w_hh.nbytes
+    if func is _RNN_BACKWARD:  # the recurrent weights' gradient, in oneDNN's layout
+        weights += w_hh.nbytes
+    return int(gates + weights)

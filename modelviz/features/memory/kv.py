@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from modelviz.core import engine
-from modelviz.core.allocations import Tracker, round_up
+from modelviz.core.allocations import round_up
 from modelviz.errors import SpecError
-from modelviz.features.memory.simulate import autocast_for, block_for
+from modelviz.features.memory.simulate import autocast_for, tracker_for
 
 CACHE_NAMES = ("cache", "past_key_values")  # transformers 5 renamed past_key_values to cache
 
@@ -86,7 +86,7 @@ def plan_kv_cache(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     extra: dict[str, Any] = {"use_cache": True}
     if "logits_to_keep" in parameters:
         extra["logits_to_keep"] = 1
-    tracker = Tracker(block=block_for(device))
+    tracker = tracker_for(device)
     tracker.adopt(model.parameters(), "parameters")
     tracker.adopt(model.buffers(), "buffers")
     tracker.adopt([prompt], "inputs")

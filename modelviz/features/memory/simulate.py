@@ -26,7 +26,7 @@ from modelviz.core.hierarchy import block_runs
 from modelviz.core.records import CallRecord, Trace
 from modelviz.errors import SpecError
 from modelviz.features.memory.amp import emulated_autocast
-from modelviz.features.memory.kernels import cuda_attention
+from modelviz.features.memory.kernels import cpu_scratch, cuda_attention
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "adafactor", "none")
 AMP = ("bf16", "fp16")
@@ -124,6 +124,11 @@ def block_for(device: torch.device) -> int:
     return CUDA_BLOCK if device.type in ("cuda", "meta") else 1
 
 
+def tracker_for(device: torch.device) -> Tracker:
+    """A tracker that rounds as ``device``'s allocator does and knows its kernels' scratch."""
+    return Tracker(block=block_for(device), scratch=cpu_scratch if device.type == "cpu" else None)
+
+
 def _bytes(tensors: Any, block: int = 1) -> int:
     """Bytes of the tensors' storages, each rounded up to the allocator's block."""
     return sum(round_up(t.untyped_storage().nbytes(), block) for t in _unique(tensors))
@@ -167,7 +172,7 @@ def autocast_for(device: torch.device, amp: str | None) -> Any:
 def inference(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
               device: torch.device, *, amp: str | None = None) -> tuple[Inference, Trace]:
     """The peak of a no-grad forward pass, and the engine's trace of it."""
-    tracker = Tracker(block=block_for(device))
+    tracker = tracker_for(device)
     weights = tracker.adopt(model.parameters(), "parameters")
     weights += tracker.adopt(model.buffers(), "buffers")
     inputs = tracker.adopt(tree_leaves((args, kwargs)), "inputs")
@@ -287,7 +292,7 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     """
     if steps is None:
         steps = 1 if device.type == "meta" else 2
-    tracker = Tracker(block=block_for(device))
+    tracker = tracker_for(device)
     params = [p for p in model.parameters() if p.requires_grad]
     parameters = tracker.adopt(model.parameters(), "parameters")
     buffers = tracker.adopt(model.buffers(), "buffers")

@@ -13,7 +13,7 @@ from modelviz.escape import printable
 from modelviz.features.memory.plan import MemoryPlan
 
 _KIND_LABELS = {"backward": "backward temporaries", "optimizer": "optimizer state",
-                "activations": "activations"}
+                "activations": "activations", "workspace": "kernel workspace"}
 
 
 def size(nbytes: int | None) -> str:
