@@ -6,11 +6,18 @@ the meta device, here. torchinfo's figure is its "Estimated Total Size" (input, 
 pass and parameters); accelerate's `estimate-memory` reports, for training with Adam, four times
 the float32 weights (weights, gradients and two moments), and nothing for activations. Times:
 one plan each, this machine.
+
+Then the same on this CPU, where the step is real: modelviz plans it on the cpu device, and a
+fresh process runs it and measures its peak resident memory (tests/memory_truth.py, under the
+malloc settings that make resident memory what the process held), beside the peers' figures.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,42 @@ def _torchinfo(model: torch.nn.Module, inputs: Any) -> float:
     return total
 
 
+# (model in tests/models_for_memory.py, batch, optimizer)
+CPU_CASES = [("resnet50", 8, "adam"), ("vit_b_16", 4, "adamw"), ("gpt2", 2, "adamw"),
+             ("lstm", 32, "adam"), ("resnet50", 8, "none")]
+
+
+def cpu() -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.memory_truth import MEASURING_ENV
+    from tests.models_for_memory import MODELS, SIZES
+
+    print("\n| model (cpu) | batch | optimizer | resident, measured | modelviz | torchinfo | "
+          "accelerate |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for name, batch, optimizer in CPU_CASES:
+        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_truth.py"), name,
+                               str(batch), optimizer], capture_output=True, text=True,
+                              env={**os.environ, **MEASURING_ENV}, check=True)
+        measured = json.loads(proc.stdout.strip().splitlines()[-1])["measured_peak_bytes"]
+        torch.manual_seed(0)
+        model, make_input = MODELS[name]()
+        plan = api.memory(model, SIZES[name], batch_size=batch, optimizer=optimizer,
+                          device="cpu")
+        ours = (plan.training or plan.inference).peak_bytes
+        try:
+            info = _torchinfo(model, [make_input(batch)])
+        except Exception as exc:  # a peer failing is a result too
+            info = float("nan")
+            print(f"torchinfo fails on {name}: {type(exc).__name__}")
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        accelerate = (4 if optimizer != "none" else 1) * weights
+        print(f"| {name} | {batch} | {optimizer} | {measured / MIB:,.0f} MiB | "
+              f"{ours / MIB:,.0f} MiB ({ours / measured:.2f}x) | "
+              f"{info / MIB:,.0f} MiB ({info / measured:.2f}x) | "
+              f"{accelerate / MIB:,.0f} MiB ({accelerate / measured:.2f}x) |")
+
+
 def main() -> None:
     rows = []
     for label, spec, sizes, batch, optimizer, options in CASES:
@@ -82,3 +125,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    cpu()

@@ -1,6 +1,7 @@
 """What `modelviz profile`'s timing costs, in one process: its hooked forward (two CUDA-event or
 clock marks per module call) against a bare `torch.no_grad()` forward, and `torch.profiler` with
-`record_shapes=True` around the same forward, on resnet50 and vit_b_16 at batch 1 on the CPU.
+`record_shapes=True` around the same forward, on resnet50 and vit_b_16 at batch 1 on the CPU;
+and the hooked forward with `--time-depth 1`, where only the depth-1 modules carry hooks.
 
 Run: .venv/bin/python benchmarks/profile_overhead.py
 """
@@ -40,10 +41,10 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads, batch 1, median of "
           f"{REPEAT} interleaved runs\n")
-    print("| model    | bare forward | modelviz profile (hooked forward) | torch.profiler "
-          "record_shapes |")
-    print("| -------- | ------------:| ---------------------------------:| -------------------"
-          "--------:|")
+    print("| model    | bare forward | modelviz profile (hooked forward) | --time-depth 1 | "
+          "torch.profiler record_shapes |")
+    print("| -------- | ------------:| ---------------------------------:| --------------:| "
+          "---------------------------:|")
     for name in MODELS:
         model = getattr(torchvision.models, name)().eval()
         x = torch.randn(1, 3, 224, 224)
@@ -51,9 +52,13 @@ def main() -> None:
         # modelviz's own timed runs, its bare forward interleaved with the hooked one
         measured = timing.time_model(model, (x,), device=torch.device("cpu"), runs=REPEAT)
         hooked, own_bare = timing.median(measured.forward_s), timing.median(measured.bare_s)
+        shallow = timing.time_model(model, (x,), device=torch.device("cpu"), runs=REPEAT,
+                                    time_depth=1)
+        ratio = timing.median(shallow.forward_s) / timing.median(shallow.bare_s)
         base = times["bare"]
         print(f"| {name:<8} | {base * 1e3:9.1f} ms | {hooked / own_bare:25.2f}x "
-              f"({hooked * 1e3:.1f} ms) | {times['torch.profiler'] / base:25.2f}x |")
+              f"({hooked * 1e3:.1f} ms) | {ratio:13.2f}x | "
+              f"{times['torch.profiler'] / base:27.2f}x |")
 
 
 if __name__ == "__main__":

@@ -217,22 +217,23 @@ def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Pat
 def profile(model: str | nn.Module, *sizes: SizeLike, runs: int | None = None,
             warmup: int = 2, backward: bool = False, compile: bool = False,
             trace: str | Path | None = None, trace_kernels: bool = False,
-            train: bool = False, **options: Any) -> Profile:
+            train: bool = False, time_depth: int | None = None, **options: Any) -> Profile:
     """Time each module's forward (median of ``runs`` after ``warmup``; ``runs=None``: about
     1.5 s of runs) beside the engine's FLOPs and bytes, with a roofline against the device's
     peaks. Returns a ``Profile``: ``.modules`` by name (``total_ms``, ``self_ms``, ``share``,
     ``flops_per_s``, ``bound``...), ``.total_ms``, ``.bare_forward_ms``, ``.hook_overhead``,
     ``.slowest()``, ``.to_dict()`` for JSON. ``backward`` times the backward pass as a whole;
     ``compile`` profiles ``torch.compile(model)``; ``trace`` writes a Chrome/Perfetto trace of
-    the module calls (with torch.profiler's kernels inside with ``trace_kernels``). ``options``
-    are those of ``prepare``.
+    the module calls (with torch.profiler's kernels inside with ``trace_kernels``);
+    ``time_depth`` times only the modules down to that depth, whose hooks then cost less.
+    ``options`` are those of ``prepare``.
     """
     from modelviz.features.profile import trace as traces
     from modelviz.features.profile.measure import profile_model
 
     prepared = prepare(model, *sizes, **options)
     result = profile_model(prepared, runs=runs, warmup=warmup, backward=backward,
-                           compile=compile, train=train)
+                           compile=compile, train=train, time_depth=time_depth)
     if trace is not None:
         if trace_kernels:
             traces.write_kernel_trace(result, prepared, trace, train=train)

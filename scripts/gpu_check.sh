@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A device session: the CUDA tests (ONNX from CUDA, memory on CUDA) and memory's figures there; carry .whl (graphviz, torchviz, torchinfo wheels).
+# A device session: the CUDA tests (ONNX from CUDA, memory and profile on CUDA), memory's figures there, and the profile hooks' cost at batch 1; carry .whl (graphviz, torchviz, torchinfo wheels).
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error
@@ -21,3 +21,12 @@ for model, sizes, b, opt, amp, extra in [
 print(torch.cuda.get_device_properties(0).total_memory, torch.cuda.get_device_name())
 PY
 python3 -m modelviz memory vit_b_16 -b 16 --device cuda --optimizer adamw 2>&1 | head -12
+python3 -m pytest -q -p no:cacheprovider tests/test_profile_cuda.py tests/test_memory.py -k "cuda or h100" 2>&1 | tail -8
+# the profile's hooks at batch 1, where resnet50 is launch-bound: every module, then depth 1 only
+python3 - <<'PY' 2>&1 | tee $OUT/profile_cuda.txt
+from modelviz import api
+for depth in (None, 2, 1):
+    p = api.profile("resnet50", "3x224x224", device="cuda", runs=30, time_depth=depth)
+    rows = sum(m.total_ms for m in p.modules.values() if m.depth == 1)
+    print(f"resnet50 b1 time_depth={depth}: forward {p.total_ms:.3f} ms, bare {p.bare_forward_ms:.3f} ms, hooks {p.hook_overhead * 100:+.1f}%, depth-1 rows {rows / p.total_ms:.3f} of the total", flush=True)
+PY

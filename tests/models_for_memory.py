@@ -23,18 +23,21 @@ class Recurrent(nn.Module):
         return result
 
 
-def _resnet18() -> tuple[nn.Module, Callable[[int], Any]]:
-    import torchvision
+def _torchvision(name: str) -> Callable[[], tuple[nn.Module, Callable[[int], Any]]]:
+    def build() -> tuple[nn.Module, Callable[[int], Any]]:
+        import torchvision
 
-    return torchvision.models.resnet18(), lambda b: torch.randn(b, 3, 224, 224)
+        return torchvision.models.get_model(name), lambda b: torch.randn(b, 3, 224, 224)
+
+    return build
 
 
-def _gpt2_small() -> tuple[nn.Module, Callable[[int], Any]]:
+def _gpt2(**config: Any) -> tuple[nn.Module, Callable[[int], Any]]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=2, n_embd=256, n_head=4, vocab_size=8000, use_cache=False,
-                        bos_token_id=0, eos_token_id=0)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(GPT2Config(use_cache=False, bos_token_id=0, eos_token_id=0,
+                                       **config))
+    vocab = model.config.vocab_size
 
     class Logits(nn.Module):  # the logits alone, as the measurement's loss takes them
         def __init__(self) -> None:
@@ -45,7 +48,11 @@ def _gpt2_small() -> tuple[nn.Module, Callable[[int], Any]]:
             logits: torch.Tensor = self.model(ids).logits
             return logits
 
-    return Logits(), lambda b: torch.randint(0, 8000, (b, 256))
+    return Logits(), lambda b: torch.randint(0, vocab, (b, 256))
+
+
+def _gpt2_small() -> tuple[nn.Module, Callable[[int], Any]]:
+    return _gpt2(n_layer=2, n_embd=256, n_head=4, vocab_size=8000)
 
 
 def _lstm() -> tuple[nn.Module, Callable[[int], Any]]:
@@ -53,5 +60,8 @@ def _lstm() -> tuple[nn.Module, Callable[[int], Any]]:
 
 
 MODELS: dict[str, Callable[[], tuple[nn.Module, Callable[[int], Any]]]] = {
-    "resnet18": _resnet18, "gpt2-small": _gpt2_small, "lstm": _lstm}
-SIZES = {"resnet18": "3x224x224", "gpt2-small": "int64:256", "lstm": "100x64"}
+    "resnet18": _torchvision("resnet18"), "gpt2-small": _gpt2_small, "lstm": _lstm,
+    # the benchmark's (benchmarks/memory_vs_peers.py)
+    "resnet50": _torchvision("resnet50"), "vit_b_16": _torchvision("vit_b_16"), "gpt2": _gpt2}
+SIZES = {"resnet18": "3x224x224", "gpt2-small": "int64:256", "lstm": "100x64",
+         "resnet50": "3x224x224", "vit_b_16": "3x224x224", "gpt2": "int64:256"}

@@ -58,6 +58,19 @@ class Hostile(nn.Module):
         return x
 
 
+class Nested(nn.Module):
+    """Two blocks of 32 tiny layers each: two modules at depth 1, 64 below them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Sequential(*[nn.Linear(8, 8) for _ in range(32)])
+        self.second = nn.Sequential(*[nn.Tanh() for _ in range(32)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.second(self.first(x))
+        return out
+
+
 def _depth1_sum(profile: Profile) -> float:
     return sum(m.total_ms for m in profile.modules.values() if m.depth == 1)
 
@@ -219,6 +232,7 @@ def test_csv_cells_that_start_a_formula_get_a_quote() -> None:
     (["--device", "meta"], "meta device"),
     (["--trace-kernels"], "--trace"),
     (["--sort", "speed"], "--sort"),
+    (["--time-depth", "0"], "--time-depth"),
 ])
 def test_mistakes_get_one_line_and_status_2(cli: Cli, args: list[str], expected: str) -> None:
     result = cli("profile", "sample_models.seeds:Net", "1x28x28", *args)
@@ -226,6 +240,52 @@ def test_mistakes_get_one_line_and_status_2(cli: Cli, args: list[str], expected:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], \
         result.stderr
+
+
+def test_time_depth_hooks_only_the_modules_it_reaches() -> None:
+    model = Nested()
+    seen: list[str] = []
+    model.first[0].register_forward_hook(lambda *_: seen.append("user's hook"))
+    result = api.profile(model, "8", runs=3, warmup=1, device="cpu", time_depth=1)
+    assert {n for n, m in result.modules.items() if m.timed and n} == {"first", "second"}
+    assert {span.module for span in result.timings.spans} == {"", "first", "second"}
+    # the finest timed modules stand in for the leaves, whose time is not known
+    assert {m.name for m in result.slowest()} <= {"first", "second"}
+    assert result.modules["first"].self_ms == result.modules["first"].total_ms
+    assert result.to_dict()["time_depth"] == 1
+    assert any("only modules down to depth 1 are timed (`time_depth=1`)" in n
+               for n in result.notes)
+    assert seen and all(not m._forward_hooks and not m._forward_pre_hooks
+                        for m in model.modules() if m is not model.first[0])
+    assert len(model.first[0]._forward_hooks) == 1  # the user's own, kept; ours gone
+
+
+def test_costly_hooks_get_a_note_naming_the_fix() -> None:
+    """The note's rule, on the measured profile with its runs replaced by known ones."""
+    import dataclasses
+
+    from modelviz.features.profile.measure import build_profile
+
+    model = Nested()
+    result = api.profile(model, "8", runs=2, warmup=1, device="cpu")
+    prepared = api.prepare(model, "8", device="cpu")
+
+    def notes(hooked: float) -> list[str]:
+        timings = dataclasses.replace(result.timings, forward_s=[hooked], bare_s=[1.0])
+        return build_profile(prepared, result.trace, timings, result.peaks).notes
+
+    assert any("the timing hooks added 50% to the forward pass" in n and "`time_depth=1`" in n
+               for n in notes(1.5))
+    assert not any("timing hooks added" in n for n in notes(1.1))
+
+
+def test_cli_says_time_depth_as_its_flag(cli: Cli) -> None:
+    result = cli("profile", "sample_models.seeds:Net", "1x28x28", "--format", "json",
+                 "--runs", "2", "--device", "cpu", "--time-depth", "1")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["time_depth"] == 1
+    assert any("(--time-depth 1)" in n for n in data["notes"]), data["notes"]
 
 
 def test_runs_below_one_from_python() -> None:

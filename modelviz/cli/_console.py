@@ -33,7 +33,7 @@ FLAGS = {
     "onnx=False": "--no-onnx", "memory=False": "--no-memory", "profile=False": "--no-profile",
     "logdir": "--logdir", "host": "--host", "port": "--port",
     "runs": "--runs", "backward": "--backward", "compile": "--compile", "sort": "--sort",
-    "trace": "--trace",
+    "trace": "--trace", "time_depth": "--time-depth",
     "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
     "shard": "--shard", "fit": "--fit", "kv_cache": "--kv-cache",
 }

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import emit, note, print_out, spinner
+from modelviz.cli._console import emit, flags, note, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -59,6 +59,10 @@ def profile(
         "--backward", help="Also time the backward pass (as a whole).")] = False,
     depth: Annotated[int, typer.Option(
         "--depth", "-d", min=1, help="Show modules down to this depth.")] = 3,
+    time_depth: Annotated[int | None, typer.Option(
+        "--time-depth", min=1, show_default=False,
+        help="Time only modules down to this depth (default: all). Fewer hooks cost less where "
+             "the forward is launch-bound, as on a GPU at batch 1.")] = None,
     sort: Annotated[ProfileSort, typer.Option(
         "--sort", help="Order of siblings: total time, FLOPs, or name (the order they ran).")
     ] = ProfileSort.time,
@@ -109,7 +113,8 @@ def profile(
     what = "Compiling and timing" if compile_model else "Timing"
     with spinner(f"{what} the forward pass", quiet=quiet):
         result = profile_model(prepared, runs=runs, warmup=warmup, backward=backward,
-                               compile=compile_model, train=opts.train)
+                               compile=compile_model, train=opts.train, time_depth=time_depth)
+    result.notes[:] = [flags(n) for n in result.notes]  # in every format, in the CLI's words
     if trace is not None:
         from modelviz.features.profile import trace as traces
 

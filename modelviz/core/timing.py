@@ -1,10 +1,15 @@
 """Measured time per module: the light pass behind ``modelviz profile``.
 
 The engine's one instrumented pass says what each module computes (FLOPs, shapes, bytes); this
-module says how long it takes. It runs the model ``warmup + runs`` times under two process-wide
-hooks (as the engine does: two global hooks cost nothing to install, filtered to this model's
-modules) that mark the start and the end of every module call, and as many times without any
-hook (the bare forward), interleaved, so that the hooks' own cost is measured in the same process.
+module says how long it takes. It runs the model ``warmup + runs`` times with hooks that mark the
+start and the end of every module call, and as many times without any hook (the bare forward),
+interleaved, so that the hooks' own cost is measured in the same process.
+
+The hooks sit on the timed modules themselves, so a module that is not timed (below
+``time_depth``) takes torch's hook-free fast path: where a forward is launch-bound (a GPU at
+batch 1), timing fewer modules is what makes the hooks cheap. A compiled model gets two global
+hooks instead, filtered to the timed modules, since hooks on its modules would be traced into
+its graphs.
 
 On CUDA the marks are CUDA events recorded on the stream, read after one synchronisation per run,
 so that an asynchronous kernel is charged to the module that launched it; on the CPU they are
@@ -84,6 +89,7 @@ class Timings:
     spans: list[Span]
     backward_s: list[float] | None = None  # the whole backward, per run (no hooks needed)
     compiled: bool = False
+    time_depth: int | None = None  # modules deeper than this were not timed
 
 
 class _WallClock:
@@ -139,13 +145,18 @@ class _CudaClock:
 _Clock = _WallClock | _CudaClock
 
 
+def _depth(name: str) -> int:
+    """A module's depth in the tree, as the engine's records count it: the root is 0."""
+    return 0 if not name else name.count(".") + 1
+
+
 class _Recorder:
     """The state the two hooks share during one hooked run: a stack of open calls, and each call
     as ``[module index, start mark, end mark, enclosing call]``."""
 
     def __init__(self, modules: list[tuple[str, nn.Module]], clock: _Clock) -> None:
         self.names = [name for name, _ in modules]
-        self.depths = [0 if not name else name.count(".") + 1 for name in self.names]
+        self.depths = [_depth(name) for name in self.names]
         self.by_id = {id(module): (i, module) for i, (_, module) in enumerate(modules)}
         self.clock = clock
         self.calls: list[list[int]] = []
@@ -156,7 +167,9 @@ class _Recorder:
         self.stack = []
 
     @contextmanager
-    def hooks(self) -> Iterator[None]:
+    def hooks(self, *, global_: bool = False) -> Iterator[None]:
+        """Marks around each call of the timed modules, from hooks on them (``global_``: from
+        two process-wide hooks, which see every module and ignore the others)."""
         by_id, mark = self.by_id, self.clock.mark
 
         def pre(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -175,7 +188,12 @@ class _Recorder:
                 return
             self.calls[self.stack.pop()][2] = mark()
 
-        handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+        if global_:
+            handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+        else:  # first among the module's own hooks, as the global ones would run
+            handles = [handle for _, module in by_id.values() for handle in (
+                module.register_forward_pre_hook(pre, prepend=True),
+                module.register_forward_hook(post, prepend=True))]
         try:
             yield
         finally:
@@ -248,14 +266,18 @@ def _quiet_compile_hooks() -> Iterator[None]:
 def time_model(model: nn.Module, args: tuple[Any, ...] = (),
                kwargs: dict[str, Any] | None = None, *, device: torch.device,
                runs: int | None = None, warmup: int = 2, train: bool = False,
-               backward: bool = False, compile: bool = False) -> Timings:
+               backward: bool = False, compile: bool = False,
+               time_depth: int | None = None) -> Timings:
     """Time ``model(*args, **kwargs)`` per module over ``runs`` runs after ``warmup`` ones
     (``runs=None``: as many as fit in about 1.5 s, 5 to 100), interleaved with as many bare
     runs. ``backward`` times the backward pass of the bare runs as a whole. ``compile`` times
     ``torch.compile(model)``: the modules it fused into its graphs run no hooks and get no time.
+    ``time_depth`` times only the modules down to that depth (None: all of them).
     """
     if runs is not None and runs < 1:
         raise SpecError(f"bad `runs={runs}`.", "Use 1 or more.")
+    if time_depth is not None and time_depth < 1:
+        raise SpecError(f"bad `time_depth={time_depth}`.", "Use 1 or more.")
     if warmup < 0:
         raise SpecError(f"bad warm-up count {warmup}.", "Use 0 or more.")
     if device.type not in ("cpu", "cuda"):
@@ -267,7 +289,8 @@ def time_model(model: nn.Module, args: tuple[Any, ...] = (),
         stack.enter_context(engine._gc_paused())
         if compile:
             stack.enter_context(_quiet_compile_hooks())
-        modules = list(placed.named_modules())
+        modules = [(name, module) for name, module in placed.named_modules()
+                   if time_depth is None or _depth(name) <= time_depth]
         clock: _Clock = _CudaClock(device) if device.type == "cuda" else _WallClock()
         recorder = _Recorder(modules, clock)
         params = _differentiable(placed) if backward else []
@@ -303,7 +326,7 @@ def time_model(model: nn.Module, args: tuple[Any, ...] = (),
         def hooked(keep: bool, last: bool) -> float:
             clock.reset()
             recorder.reset()
-            with torch.set_grad_enabled(backward), recorder.hooks():
+            with torch.set_grad_enabled(backward), recorder.hooks(global_=compile):
                 start = clock.mark()
                 target(*args, **kwargs)
                 end = clock.mark()
@@ -343,4 +366,5 @@ def time_model(model: nn.Module, args: tuple[Any, ...] = (),
     return Timings(device=str(device), method="CUDA events" if device.type == "cuda"
                    else "wall clock", runs=runs, warmup=warmup, forward_s=forward_s,
                    bare_s=bare_s, modules=found, spans=spans,
-                   backward_s=backward_s if backward else None, compiled=compile)
+                   backward_s=backward_s if backward else None, compiled=compile,
+                   time_depth=time_depth)

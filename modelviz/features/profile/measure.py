@@ -28,6 +28,8 @@ SORTS = ("time", "flops", "name")
 SLOWEST_SHARE = 0.5
 #: ...and are at most this many.
 SLOWEST_LIMIT = 10
+#: Past this share of the bare forward, the hooks' cost gets a note that says how to cut it.
+COSTLY_HOOKS = 0.2
 
 SCHEMA = "modelviz.profile/1"
 
@@ -99,6 +101,7 @@ class Profile:
     backward_ms: float | None = None
     compiled: bool = False
     fused_away: list[str] = field(default_factory=list)
+    time_depth: int | None = None  # only modules down to this depth were timed
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,9 +133,10 @@ class Profile:
 
     def slowest(self, share: float = SLOWEST_SHARE, limit: int = SLOWEST_LIMIT) -> (
             list[ModuleProfile]):
-        """The leaf layers, by self time, that together take ``share`` of the forward."""
-        leaves = sorted((m for m in self.modules.values() if m.is_leaf and m.timed and m.name),
-                        key=lambda m: -m.self_ms)
+        """The finest timed layers (leaves, or the deepest timed under ``time_depth``), by self
+        time, that together take ``share`` of the forward."""
+        leaves = sorted((m for m in self.modules.values() if m.timed and m.name and not any(
+            self.modules[c].timed for c in m.children)), key=lambda m: -m.self_ms)
         chosen: list[ModuleProfile] = []
         taken = 0.0
         for module in leaves[:limit]:
@@ -153,6 +157,7 @@ class Profile:
             "backward_ms": round(self.backward_ms, 4) if self.backward_ms is not None else None,
             "flops": self.flops,
             "compiled": self.compiled, "fused_away": self.fused_away,
+            "time_depth": self.time_depth,
             "peaks": self.peaks.to_dict(),
             "slowest": [m.name for m in self.slowest()],
             "modules": [m.to_dict() for m in self.modules.values() if m.name],
@@ -221,7 +226,16 @@ def build_profile(prepared: Prepared, trace: Trace, timings: timing.Timings,
         bare_forward_ms=_ms(timings.bare_s), flops=trace.flops, modules=modules, peaks=peaks,
         trace=trace, timings=timings,
         backward_ms=_ms(timings.backward_s) if timings.backward_s is not None else None,
-        compiled=timings.compiled, fused_away=fused)
+        compiled=timings.compiled, fused_away=fused, time_depth=timings.time_depth)
+    if timings.time_depth is not None:
+        profile.notes.append(f"only modules down to depth {timings.time_depth} are timed "
+                             f"(`time_depth={timings.time_depth}`); deeper ones run without "
+                             "hooks and show no time")
+    elif profile.hook_overhead > COSTLY_HOOKS:
+        profile.notes.append(
+            f"the timing hooks added {profile.hook_overhead * 100:.0f}% to the forward pass "
+            "(many short module calls at this size), so module times carry some of their "
+            "cost; `time_depth=1` (or 2) hooks fewer modules")
     if peaks.ridge is None:
         profile.notes.append(f"no compute/memory bound: {peaks.source}")
     if timings.backward_s is not None:
@@ -240,7 +254,7 @@ def build_profile(prepared: Prepared, trace: Trace, timings: timing.Timings,
 
 def profile_model(prepared: Prepared, *, runs: int | None = None, warmup: int = 2,
                   backward: bool = False, compile: bool = False,
-                  train: bool = False) -> Profile:
+                  train: bool = False, time_depth: int | None = None) -> Profile:
     """The engine's pass, then the timed runs, joined: ``modelviz profile``'s whole work."""
     prepared.require_values(
         "profile times real kernels, and the meta device has only shapes.",
@@ -251,7 +265,7 @@ def profile_model(prepared: Prepared, *, runs: int | None = None, warmup: int = 
     trace = session.run(prepared, train=train)
     timings = timing.time_model(prepared.model, prepared.inputs.args, prepared.inputs.kwargs,
                                 device=prepared.device, runs=runs, warmup=warmup, train=train,
-                                backward=backward, compile=compile)
+                                backward=backward, compile=compile, time_depth=time_depth)
     peaks = peaks_for(prepared.device, trace.dtype)
     return build_profile(prepared, trace, timings, peaks)
 
