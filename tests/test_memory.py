@@ -172,6 +172,23 @@ def test_fit_is_the_largest_batch_that_fits() -> None:
     assert plan.fit.peak_bytes == fits.peak_bytes and plan.fit.next_peak_bytes == over.peak_bytes
 
 
+def test_nothing_fits_names_the_activations_and_checkpointing(cli: Cli) -> None:
+    """Batch 1 needs 5.40 MiB, of which one sample's saved activations are 2.70 MiB: without them
+    it would fit 5 MB, so checkpointing is the lever worth naming; with it, batch 1 fits."""
+    args = ["memory", "sample_models/llama.py:llama_tiny", "int64:128", "--device", "meta",
+            "--optimizer", "adamw", "--fit", "5MB", "--format", "json"]
+    data = json.loads(cli(*args).stdout)
+    assert data["fit"]["max_batch_size"] == 0
+    assert data["notes"] == ["nothing fits 5MB: one sample's activations saved for backward "
+                             "take 2.70 MiB; --checkpointing keeps only each repeated block's "
+                             "input"]
+    saved = json.loads(cli(*args, "--checkpointing").stdout)
+    assert saved["fit"]["max_batch_size"] >= 1 and not saved["notes"]
+    # weights, not activations, in the way: no such advice
+    small = json.loads(cli(*args[:-4], "--fit", "1MB", "--format", "json").stdout)
+    assert small["fit"]["max_batch_size"] == 0 and not small["notes"]
+
+
 def test_checkpointing_the_blocks_frees_their_activations() -> None:
     kwargs: dict[str, Any] = {"kwargs": {"n_layer": 4}, "forward_args": {"use_cache": False}}
     plain = api.memory("hf:gpt2@causal-lm", "int64:512", batch_size=8, device="meta",

@@ -139,7 +139,7 @@ def test_index_page_in_a_real_browser(net_report: tuple[Path, dict[str, object]]
     native = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', (folder / "graph.svg").read_text())
     assert native is not None and float(width.group(1)) <= float(native.group(1)) * 4 / 3 + 1
     # The memory plan's figures, and the time of each layer beside the summary's columns.
-    from modelviz.features.memory.view import size
+    from modelviz.core.formatting import binary_size as size
 
     memory = json.loads((folder / "memory.json").read_text())
     memory_section = dom[dom.index('id="memory"'):dom.index('id="profile"')]

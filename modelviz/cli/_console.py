@@ -35,6 +35,7 @@ FLAGS = {
     "runs": "--runs", "backward": "--backward", "compile": "--compile", "sort": "--sort",
     "trace": "--trace", "time_depth": "--time-depth",
     "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
+    "checkpointing=True": "--checkpointing",
     "shard": "--shard", "fit": "--fit", "kv_cache": "--kv-cache",
 }
 

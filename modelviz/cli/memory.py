@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelviz.cli._console import emit, print_out, spinner
+from modelviz.cli._console import emit, flags, print_out, spinner
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -111,6 +111,7 @@ def memory(
         result = plan(prepared, optimizer=optimizer.value, amp=amp.value if amp else None,
                       checkpointing=checkpointing, shard_over=shard, budget=budget,
                       depth=depth, kv_cache=kv_cache)
+    result.notes[:] = [flags(n) for n in result.notes]  # in every format, in the CLI's words
     if chosen is MemoryFormat.table and output is None:
         print_out(view.render_table(result))
         return

@@ -96,6 +96,18 @@ def human_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
+def binary_size(nbytes: int | None) -> str:
+    """Binary units, as nvidia-smi and torch.cuda report them: 1 GiB = 2**30 bytes."""
+    if nbytes is None:
+        return "–"
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
+        value /= 1024
+    return f"{value:,.2f} TiB"  # pragma: no cover
+
+
 def count(value: int) -> str:
     """1234567 -> '1,234,567': exact counts, grouped to be read at a glance."""
     return f"{value:,}"

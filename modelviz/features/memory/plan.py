@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from modelviz.core import engine
+from modelviz.core.formatting import binary_size
 from modelviz.core.records import shapes_json
 from modelviz.core.session import Prepared
 from modelviz.errors import SpecError
@@ -230,7 +231,8 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
         raise SpecError(f"`amp={amp}` keeps float32 master weights, but the model is {dtype}.",
                         "Drop `dtype`, or drop `amp` to train in the model's own dtype.")
     inference, trace = simulate.inference(model, args, kwargs, device, amp=amp)
-    blocks = simulate.repeated_blocks(trace) if checkpointing else []
+    repeated = simulate.repeated_blocks(trace)
+    blocks = repeated if checkpointing else []
     notes: list[str] = []
     if checkpointing and not blocks:
         notes.append("no repeated blocks to checkpoint: activation checkpointing changes nothing")
@@ -239,10 +241,17 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
     if optimizer != "none":
         training, per = simulate.training(model, args, kwargs, device, optimizer=optimizer,
                                           amp=amp, checkpoint=blocks)
-    block = largest_block(model, blocks or simulate.repeated_blocks(trace))
+    block = largest_block(model, repeated)
     sharding = (shard(inference, training, shard_over, *block) if shard_over > 1 else None)
     fitted = (fit(prepared, budget[0], budget[1], optimizer=optimizer, amp=amp, blocks=blocks,
                   devices=shard_over, block=block) if budget is not None else None)
+    sample = training.activations_bytes / max(prepared.batch_size, 1) if training else 0.0
+    if fitted is not None and not fitted.max_batch_size and repeated and not checkpointing \
+            and fitted.next_peak_bytes - sample <= fitted.budget_bytes:  # they stand in the way
+        whole = " on each device, which sharding does not split" if shard_over > 1 else ""
+        notes.append(f"nothing fits {fitted.budget}: one sample's activations saved for "
+                     f"backward take {binary_size(int(sample))}{whole}; `checkpointing=True` "
+                     "keeps only each repeated block's input")
     if not per.parameters:
         per = simulate.per_module_weights(model)
     serving = (plan_kv_cache(model, args, kwargs, device, kv_cache, amp=amp)

@@ -8,24 +8,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from modelviz.core.formatting import binary_size as size
 from modelviz.escape import md_text as markdown_cell
 from modelviz.escape import printable
 from modelviz.features.memory.plan import MemoryPlan
 
 _KIND_LABELS = {"backward": "backward temporaries", "optimizer": "optimizer state",
                 "activations": "activations", "workspace": "kernel workspace"}
-
-
-def size(nbytes: int | None) -> str:
-    """Binary units, as nvidia-smi and torch.cuda report them: 1 GiB = 2**30 bytes."""
-    if nbytes is None:
-        return "–"
-    value = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
-        value /= 1024
-    return f"{value:,.2f} TiB"  # pragma: no cover
 
 
 def _headline(plan: MemoryPlan) -> list[tuple[str, str]]:

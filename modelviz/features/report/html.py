@@ -253,7 +253,7 @@ def _activations(part: ActivationsPart) -> str:
 
 def _memory(part: MemoryPart) -> str:
     """The plan's headline figures and the top-level layers' bytes (memory.json has them all)."""
-    from modelviz.features.memory.view import size
+    from modelviz.core.formatting import binary_size as size
 
     body = _failure(part)
     plan = part.plan

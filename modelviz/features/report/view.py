@@ -55,7 +55,7 @@ def headline(part: Part) -> str:
         worst = max(p.max_abs_error for p in part.result.parity)  # any check, passed or not
         return f"max error {worst:.2g}, {part.result.node_count} nodes"
     if isinstance(part, MemoryPart) and part.plan is not None:
-        from modelviz.features.memory.view import size
+        from modelviz.core.formatting import binary_size as size
 
         inference = f"inference {size(part.plan.inference.peak_bytes)}"
         training = part.plan.training
