@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from modelviz import api
 from modelviz.errors import SpecError
@@ -187,6 +188,43 @@ def test_nothing_fits_names_the_activations_and_checkpointing(cli: Cli) -> None:
     # weights, not activations, in the way: no such advice
     small = json.loads(cli(*args[:-4], "--fit", "1MB", "--format", "json").stdout)
     assert small["fit"]["max_batch_size"] == 0 and not small["notes"]
+
+
+@pytest.mark.parametrize(("name", "keys"), [
+    ("maskrcnn_resnet50_fpn", {"boxes", "labels", "masks"}),
+    ("keypointrcnn_resnet50_fpn", {"boxes", "labels", "keypoints"}),
+    ("ssdlite320_mobilenet_v3_large", {"boxes", "labels"}),
+])
+def test_detection_targets_are_what_each_model_trains_on(name: str, keys: set[str]) -> None:
+    from modelviz.core.inputs import training_targets
+
+    with torch.device("meta"):  # only the heads are looked at
+        import torchvision
+
+        model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    images = torch.zeros(2, 3, 96, 128)
+    targets = training_targets(model, (images,), {})["targets"]
+    assert len(targets) == 2 and set(targets[0]) == keys
+    assert targets[0]["boxes"].tolist() == [[32.0, 24.0, 96.0, 72.0]]
+    if "masks" in keys:
+        assert targets[0]["masks"].shape == (1, 96, 128) and targets[0]["masks"].sum() == 64 * 48
+    if "keypoints" in keys:
+        assert targets[0]["keypoints"].shape == (1, 17, 3)
+    assert training_targets(nn.Linear(2, 2), (images,), {}) == {}
+    assert training_targets(model, (images,), {"targets": []}) == {}
+
+
+def test_a_detection_model_plans_training_on_made_up_targets() -> None:
+    """torchvision's detection models refuse to run in training mode without targets."""
+    options: dict[str, Any] = {"device": "cpu", "kwargs": {"min_size": 128, "max_size": 128}}
+    plan = api.memory("fasterrcnn_mobilenet_v3_large_320_fpn", "3x128x128", optimizer="sgd",
+                      **options)
+    model = api.prepare("fasterrcnn_mobilenet_v3_large_320_fpn", "3x128x128", **options).model
+    assert plan.training is not None
+    assert plan.training.gradients_bytes == sum(p.numel() * 4 for p in model.parameters()
+                                                if p.requires_grad)
+    assert plan.training.activations_bytes > 0
+    assert any("made-up targets" in note for note in plan.notes)
 
 
 def test_checkpointing_the_blocks_frees_their_activations() -> None:

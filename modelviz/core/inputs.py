@@ -296,3 +296,40 @@ def input_names(model: nn.Module, count: int) -> list[str]:
     if len(names) >= count:
         return names[:count]
     return names + [f"input{i}" for i in range(len(names), count)]
+
+
+def training_targets(model: nn.Module, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a torchvision detection model needs besides its images to run in training mode (it
+    refuses to run without ``targets`` there): per image, one ground-truth box over the middle
+    of the image, labelled 1, with a mask or 17 keypoints where the model predicts them. The
+    losses' cost does not depend on the boxes' values: proposals and anchors are sampled to
+    fixed counts per image. Empty for any other model, or when targets are given."""
+    if "targets" in kwargs or len(args) != 1 or not type(model).__module__.startswith(
+            "torchvision.models.detection"):
+        return {}
+    params = _parameters(model)
+    if params is None or "targets" not in [p.name for p in params]:
+        return {}
+    images = list(args[0])
+    heads = getattr(model, "roi_heads", None)
+    keypoints = getattr(getattr(heads, "keypoint_predictor", None), "kps_score_lowres", None)
+    targets = []
+    for image in images:
+        height, width = image.shape[-2:]
+        box = torch.tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]],
+                           device=image.device)
+        target = {"boxes": box, "labels": torch.ones(1, dtype=torch.int64, device=image.device)}
+        if getattr(heads, "mask_predictor", None) is not None:
+            mask = torch.zeros(1, height, width, dtype=torch.uint8, device=image.device)
+            mask[:, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
+            target["masks"] = mask
+        if keypoints is not None:
+            count = keypoints.out_channels
+            points = torch.empty(1, count, 3, device=image.device)
+            points[..., 0] = torch.linspace(width / 4, 3 * width / 4, count)
+            points[..., 1] = torch.linspace(height / 4, 3 * height / 4, count)
+            points[..., 2] = 1  # visible
+            target["keypoints"] = points
+        targets.append(target)
+    return {"targets": targets}

@@ -17,6 +17,7 @@ from torch.utils._pytree import tree_map
 
 from modelviz.core import engine
 from modelviz.core.formatting import binary_size
+from modelviz.core.inputs import training_targets
 from modelviz.core.records import shapes_json
 from modelviz.core.session import Prepared
 from modelviz.errors import SpecError
@@ -241,6 +242,10 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
     if optimizer != "none":
         training, per = simulate.training(model, args, kwargs, device, optimizer=optimizer,
                                           amp=amp, checkpoint=blocks)
+        if training_targets(model, args, kwargs):
+            notes.append("training ran on made-up targets, as a torchvision detection model "
+                         "needs them: one box per image (with its mask or keypoints where the "
+                         "model predicts them); the losses cost the same for any boxes")
     block = largest_block(model, repeated)
     sharding = (shard(inference, training, shard_over, *block) if shard_over > 1 else None)
     fitted = (fit(prepared, budget[0], budget[1], optimizer=optimizer, amp=amp, blocks=blocks,

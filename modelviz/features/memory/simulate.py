@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_leaves
 from modelviz.core import engine
 from modelviz.core.allocations import CUDA_BLOCK, Tracker, round_up
 from modelviz.core.hierarchy import block_runs
+from modelviz.core.inputs import training_targets
 from modelviz.core.records import CallRecord, Trace
 from modelviz.errors import SpecError
 from modelviz.features.memory.amp import emulated_autocast
@@ -292,6 +293,7 @@ def training(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     """
     if steps is None:
         steps = 1 if device.type == "meta" else 2
+    kwargs = {**kwargs, **training_targets(model, args, kwargs)}  # detection trains on targets
     tracker = tracker_for(device)
     params = [p for p in model.parameters() if p.requires_grad]
     parameters = tracker.adopt(model.parameters(), "parameters")
