@@ -303,12 +303,13 @@ def test_compile_names_what_it_fused(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "modelviz", "profile", "sample_models.seeds:Net", "1x28x28",
              "--compile", "--runs", "2", "--format", "json", "--device", "cpu"],
-            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip("torch.compile took more than 60 s here")
+            capture_output=True, text=True, cwd=ROOT, timeout=180, check=False)
+    except subprocess.TimeoutExpired:  # 25 s on this 2-core machine, loaded
+        pytest.skip("torch.compile took more than 180 s here")
     if done.returncode == 2 and "torch.compile failed" in done.stderr:
         pytest.skip(f"torch.compile is unavailable here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # neither Dynamo's warning about our clock nor inductor's logs
     data = json.loads(done.stdout)
     assert data["compiled"] is True
     ran = [m["name"] for m in data["modules"] if m["calls"]]

@@ -18,6 +18,7 @@ so that an asynchronous kernel is charged to the module that launched it; on the
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -257,10 +258,20 @@ def _auto_runs(pair_s: float) -> int:
 
 @contextmanager
 def _quiet_compile_hooks() -> Iterator[None]:
-    """torch warns that global hooks fire once more for a compiled wrapper; ours ignore it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*global hooks on modules.*")
-        yield
+    """torch warns that global hooks fire once more for a compiled wrapper, and Dynamo that it
+    cannot trace the clock our hooks read (it leaves them out of its graphs, as it should)."""
+    # and, on a machine without CUDA, inductor's C++ build logs that it found no CUDA runtime
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*global hooks on modules.*")
+            warnings.filterwarnings("ignore", message=r".*Dynamo does not know how to trace "
+                                    r"the builtin `time\.perf_counter.*")
+            yield
+    finally:
+        quiet.setLevel(level)
 
 
 def time_model(model: nn.Module, args: tuple[Any, ...] = (),
