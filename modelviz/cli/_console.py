@@ -36,6 +36,8 @@ FLAGS = {
     "trace": "--trace",
     "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
     "shard": "--shard", "fit": "--fit", "kv_cache": "--kv-cache",
+    "project": "--project", "dir": "--dir", "offline=True": "--offline", "server": "--server",
+    "env": "--env",
 }
 
 
