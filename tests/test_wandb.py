@@ -220,6 +220,15 @@ def test_without_the_extra(cli: Cli, monkeypatch: pytest.MonkeyPatch, module: st
                              f"extra: pip install 'torch-modelviz[{extra}]'\n")
 
 
+def test_wandb_mode_disabled_logs_nothing(cli: Cli, tmp_path: Path, wandb_home: list[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    result = cli("wandb", NET, "1x28x28", "--project", "p", "--dir", str(tmp_path / "w"))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == "note: WANDB_MODE=disabled: nothing logged.\n"
+    assert not (tmp_path / "w").exists()
+
+
 def test_meta_device_and_bad_project(cli: Cli, tmp_path: Path, wandb_home: list[str]) -> None:
     result = cli("wandb", NET, "1x28x28", "--project", "p", "--offline", "--device", "meta",
                  "--dir", str(tmp_path / "w"))

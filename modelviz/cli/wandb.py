@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +79,8 @@ def wandb(
     Example: modelviz wandb resnet18 --project my-models --offline && wandb sync wandb/offline-*
     """
     opts = ModelOptions.from_locals(locals())
+    # W&B's usage telemetry (online) logs its own export failures on stderr: not ours to show
+    logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
 
     from modelviz.features.wandb.log import check_ready, log_run
     from modelviz.features.wandb.view import render_run

@@ -10,7 +10,7 @@ from modelviz.features.visdom.push import VisdomPush
 
 def render_push(pushed: VisdomPush) -> Table:
     """One row per kind of window."""
-    table = Table(title=printable(f"Visdom environment {pushed.env} at {pushed.url}"),
+    table = Table(title=printable(f"Visdom environment {pushed.env}"),
                   title_justify="left", header_style="bold")
     table.add_column("Window")
     table.add_column("What")
