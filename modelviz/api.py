@@ -176,20 +176,23 @@ def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
 def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
                 layers: str | tuple[str, ...] | list[str] = (),
                 types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
-                histograms: bool = True, max_channels: int = 16, train: bool = False,
-                **options: Any) -> TensorboardLog:
-    """Write a TensorBoard run: graph, parameter histograms, activation images, summary text.
+                histograms: bool = True, max_channels: int = 16, memory: bool = False,
+                train: bool = False, **options: Any) -> TensorboardLog:
+    """Write a TensorBoard run: graph, parameter histograms, activation cards, summary text.
 
-    One instrumented pass gives both the summary and the activation images of ``layers`` /
-    ``types`` (default: a few representative layers, ``representative_modules``). The graph is
-    TensorBoard's own ``add_graph`` trace. ``options`` are those of ``prepare``.
+    One instrumented pass gives both the summary and the activation cards of ``layers`` /
+    ``types`` (default: a few representative layers, ``representative_modules``), sized for
+    the Images tab (``features.activations.cards``). The graph is TensorBoard's own
+    ``add_graph`` trace. ``memory`` adds ``modelviz memory``'s peaks to the scalars.
+    ``options`` are those of ``prepare``.
     """
     from modelviz.features.tensorboard.log import write_run
 
     prepared = prepare(model, *sizes, **options)
     return write_run(prepared, logdir, layers=(layers,) if isinstance(layers, str) else layers,
                      types=(types,) if isinstance(types, str) else types, graph=graph,
-                     histograms=histograms, max_channels=max_channels, train=train)
+                     histograms=histograms, max_channels=max_channels, memory=memory,
+                     train=train)
 
 
 def wandb(model: str | nn.Module, *sizes: SizeLike, project: str, run_name: str | None = None,

@@ -95,7 +95,7 @@ class _Hostile(nn.Module):
 
 def test_push_and_read_back(cli: Cli, server: int) -> None:
     result = cli("visdom", NET, "1x28x28", "--port", str(server), "--layer", "conv1",
-                 "--layer", "fc3", "--json")
+                 "--layer", "fc3", "--memory", "--json")
     assert result.exit_code == 0, result.stderr
     pushed = json.loads(result.stdout)
     env = default_env(NET)
@@ -109,6 +109,11 @@ def test_push_and_read_back(cli: Cli, server: int) -> None:
     assert "<td class='n'>30,840</td>" in table  # fc1: 256 x 120 + 120
     totals = windows[window_id("totals")]["content"]
     assert "params</td><td class='n'>44,426<" in totals
+    plan = api.memory(NET, "1x28x28", device="cpu")  # --memory: the plan's peaks join them
+    assert plan.training is not None
+    for key, peak in (("inference", plan.inference.peak_bytes),
+                      ("training", plan.training.peak_bytes)):
+        assert f"{key}_peak_mb</td><td class='n'>{peak / 2**20:,.2f}<" in totals
 
     # The activation cards, as PNGs of the dashboard size.
     image = windows[window_id("activations", "conv1")]
