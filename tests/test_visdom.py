@@ -29,6 +29,8 @@ from modelviz.features.activations.cards import CARD_PIXELS
 from modelviz.features.visdom.push import default_env, window_id
 from tests.helpers import Cli
 
+pytestmark = pytest.mark.xdist_group("visdom")  # one worker, one server for the module
+
 NET = "sample_models.seeds:Net"
 HOSTILE = "<img src=x onerror=alert(1)>"
 CLOSING = "</td></table><script>alert(2)</script>"
