@@ -199,15 +199,17 @@ def wandb(model: str | nn.Module, *sizes: SizeLike, project: str, run_name: str 
           offline: bool = False, folder: str | Path | None = None,
           layers: str | tuple[str, ...] | list[str] = (),
           types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
-          histograms: bool = True, onnx: bool = True, max_channels: int = 16,
-          memory: bool = False, train: bool = False, **options: Any) -> WandbRun:
+          histograms: bool = True, onnx: bool = True, static: bool = False,
+          max_channels: int = 16, memory: bool = False, train: bool = False,
+          **options: Any) -> WandbRun:
     """Log a W&B run: the layer table (``wandb.Table``), the totals in the run summary, the
     module graph (SVG and the interactive page), activation cards, parameter histograms, and
     the verified ONNX file with summary.json as a versioned artifact, from one pass (the same
     content as ``tensorboard`` and ``visdom``). ``offline`` (or WANDB_MODE=offline) writes the
     run under ``folder`` for ``wandb sync``, with no account or network; online needs
-    ``wandb login``. ``memory`` adds ``modelviz memory``'s peaks to the summary. ``options``
-    are those of ``prepare``."""
+    ``wandb login``. ``static`` exports a fixed batch (faster than the dynamic one).
+    ``memory`` adds ``modelviz memory``'s peaks to the summary. ``options`` are those of
+    ``prepare``."""
     from modelviz.features.wandb.log import check_ready, log_run
 
     check_ready(project=project, offline=offline, folder=folder)
@@ -215,8 +217,8 @@ def wandb(model: str | nn.Module, *sizes: SizeLike, project: str, run_name: str 
     return log_run(prepared, project=project, run_name=run_name, offline=offline,
                    folder=folder, layers=(layers,) if isinstance(layers, str) else layers,
                    types=(types,) if isinstance(types, str) else types, graph=graph,
-                   histograms=histograms, onnx=onnx, max_channels=max_channels,
-                   memory=memory, train=train)
+                   histograms=histograms, onnx=onnx, static=static,
+                   max_channels=max_channels, memory=memory, train=train)
 
 
 def visdom(model: str | nn.Module, *sizes: SizeLike, server: str = "http://127.0.0.1",

@@ -77,7 +77,7 @@ def _png(run: OfflineRun, entry: dict[str, Any]) -> Image.Image:
 def test_offline_run_holds_table_summary_media_and_artifact(cli: Cli, tmp_path: Path,
                                                             wandb_home: list[str]) -> None:
     logged, run = _offline_run(cli, tmp_path / "w", "--offline", "--run-name", "net-1",
-                               "--layer", "conv1", "--layer", "fc3")
+                               "--layer", "conv1", "--layer", "fc3", "--static")
     assert logged["mode"] == "offline" and logged["url"] is None
     assert run.run.project == "modelviz-tests" and run.run.display_name == "net-1"
     assert run.config["model"] == NET and run.config["batch_size"] == 1
@@ -131,6 +131,7 @@ def test_offline_run_holds_table_summary_media_and_artifact(cli: Cli, tmp_path: 
     assert sum(node.op_type == "Conv" for node in model.graph.node) == 2
     metadata = json.loads(artifact.metadata)
     assert metadata["onnx"]["parity_ok"] is True and metadata["params"] == 44_426
+    assert metadata["onnx"]["dynamic_batch"] is False  # --static
 
     assert wandb_home == []  # nothing left this machine
 

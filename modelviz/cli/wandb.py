@@ -55,6 +55,9 @@ def wandb(
     onnx: Annotated[bool, typer.Option(
         "--onnx/--no-onnx", help="Export and verify the model; the ONNX file joins "
                                  "summary.json in the run's artifact.")] = True,
+    static: Annotated[bool, typer.Option(
+        "--static", help="Export the ONNX file with a fixed batch: faster than the default "
+                         "dynamic batch.")] = False,
     memory: Annotated[bool, typer.Option(
         "--memory", help="Add the peaks of `modelviz memory`'s plan (inference, a training "
                          "step with Adam) to the summary.")] = False,
@@ -93,7 +96,7 @@ def wandb(
     with spinner(f"Logging {opts.model} to W&B", quiet=as_json):
         logged = log_run(prepared, project=project, run_name=run_name, offline=offline,
                          folder=folder, layers=layer or [], types=module_type or [],
-                         graph=graph, histograms=histograms, onnx=onnx,
+                         graph=graph, histograms=histograms, onnx=onnx, static=static,
                          max_channels=max_channels, memory=memory, train=opts.train)
     for part, reason in logged.skipped.items():
         note(f"no {part}: {reason}")

@@ -143,13 +143,14 @@ def _why(exc: BaseException) -> str:
 def build_content(prepared: Prepared, *, what: str, layers: tuple[str, ...] = (),
                   types: tuple[str, ...] = (), max_channels: int = 16, train: bool = False,
                   graph: bool = False, page: bool = True,
-                  onnx_to: str | Path | None = None,
+                  onnx_to: str | Path | None = None, static: bool = False,
                   memory: bool = False, stage: Stage = quiet) -> DashboardContent:
     """The content of a dashboard of ``prepared``; ``what`` names the dashboard in the error
     for the meta device. ``graph``: the module graph as SVG and, with ``page``, as the
     interactive page; ``onnx_to``: export and verify the model into that folder, the pass's
-    output as reference; ``memory``: the peaks of ``modelviz memory``'s plan (inference, and a
-    training step with Adam) among the totals."""
+    output as reference (``static``: a fixed batch, the faster export); ``memory``: the peaks
+    of ``modelviz memory``'s plan (inference, and a training step with Adam) among the
+    totals."""
     from modelviz.core import session
     from modelviz.features.activations.cards import MAX_TILES, card_pixels
     from modelviz.features.activations.measure import activation_probe, activation_report
@@ -190,7 +191,7 @@ def build_content(prepared: Prepared, *, what: str, layers: tuple[str, ...] = ()
             _graph(content, trace, graph_probe, page=page)
     if onnx_to is not None:
         with stage("Exporting to ONNX and checking parity"):
-            _onnx(content, trace, Path(onnx_to), train=train)
+            _onnx(content, trace, Path(onnx_to), train=train, static=static)
     if memory:
         with stage("Planning memory"):
             _memory(content)
@@ -224,11 +225,13 @@ def _graph(content: DashboardContent, trace: Any, probe: Any, *, page: bool) -> 
         content.skipped["graph.html"] = _why(exc)
 
 
-def _onnx(content: DashboardContent, trace: Any, folder: Path, *, train: bool) -> None:
+def _onnx(content: DashboardContent, trace: Any, folder: Path, *, train: bool,
+          static: bool) -> None:
     from modelviz.features.onnx import export as onnx_export
 
     try:
         content.onnx = onnx_export.export(content.prepared, folder / "model.onnx", train=train,
+                                          dynamic_batch=not static,
                                           reference=trace.output_value)
     except Exception as exc:  # an operator ONNX cannot express: the rest is still logged
         content.skipped["onnx"] = _why(exc)

@@ -238,8 +238,9 @@ def _artifact(wandb: Any, run: Any, content: DashboardContent, result: WandbRun,
 def log_run(prepared: Prepared, *, project: str, run_name: str | None = None,
             offline: bool = False, folder: str | Path | None = None,
             layers: Sequence[str] = (), types: Sequence[str] = (), graph: bool = True,
-            histograms: bool = True, onnx: bool = True, max_channels: int = 16,
-            memory: bool = False, train: bool = False, stage: Stage = quiet) -> WandbRun:
+            histograms: bool = True, onnx: bool = True, static: bool = False,
+            max_channels: int = 16, memory: bool = False, train: bool = False,
+            stage: Stage = quiet) -> WandbRun:
     """One W&B run of a prepared model, from one pass (``features.dashboard``)."""
     from modelviz.features.dashboard.content import build_content
 
@@ -250,7 +251,8 @@ def log_run(prepared: Prepared, *, project: str, run_name: str | None = None,
     try:
         content = build_content(prepared, what="a W&B run", layers=tuple(layers),
                                 types=tuple(types), max_channels=max_channels, train=train,
-                                graph=graph, onnx_to=exported, memory=memory, stage=stage)
+                                graph=graph, onnx_to=exported, static=static, memory=memory,
+                                stage=stage)
         if not onnx:
             content.skipped["onnx"] = "skipped (`onnx=False`)."
         return _log_content(content, mode=mode, project=project, run_name=run_name,
