@@ -14,7 +14,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,hf]'
+	$(BIN)/python -m pip install --quiet --build-constraint scripts/build-constraints.txt \
+		-e '.[dev,hf,wandb,visdom]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: setup

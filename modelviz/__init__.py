@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "activations", "export_onnx", "graph", "memory", "prepare", "profile",
-           "summary", "tensorboard", "trace", "write_report"]
+           "summary", "tensorboard", "trace", "visdom", "wandb", "write_report"]
 _API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         summary,
         tensorboard,
         trace,
+        visdom,
+        wandb,
         write_report,
     )
 

@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from modelviz.features.report.build import Report
     from modelviz.features.summary.summary import Summary
     from modelviz.features.tensorboard.log import TensorboardLog
+    from modelviz.features.visdom.push import VisdomPush
+    from modelviz.features.wandb.log import WandbRun
 
 __all__ = ["Prepared", "activations", "export_onnx", "graph", "memory", "prepare", "profile",
-           "run", "summary", "tensorboard", "trace", "write_report"]
+           "run", "summary", "tensorboard", "trace", "visdom", "wandb", "write_report"]
 
 
 def trace(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
@@ -174,20 +176,70 @@ def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
 def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
                 layers: str | tuple[str, ...] | list[str] = (),
                 types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
-                histograms: bool = True, max_channels: int = 16, train: bool = False,
-                **options: Any) -> TensorboardLog:
-    """Write a TensorBoard run: graph, parameter histograms, activation images, summary text.
+                histograms: bool = True, max_channels: int = 16, memory: bool = False,
+                train: bool = False, **options: Any) -> TensorboardLog:
+    """Write a TensorBoard run: graph, parameter histograms, activation cards, summary text.
 
-    One instrumented pass gives both the summary and the activation images of ``layers`` /
-    ``types`` (default: a few representative layers, ``representative_modules``). The graph is
-    TensorBoard's own ``add_graph`` trace. ``options`` are those of ``prepare``.
+    One instrumented pass gives both the summary and the activation cards of ``layers`` /
+    ``types`` (default: a few representative layers, ``representative_modules``), sized for
+    the Images tab (``features.activations.cards``). The graph is TensorBoard's own
+    ``add_graph`` trace. ``memory`` adds ``modelviz memory``'s peaks to the scalars.
+    ``options`` are those of ``prepare``.
     """
     from modelviz.features.tensorboard.log import write_run
 
     prepared = prepare(model, *sizes, **options)
     return write_run(prepared, logdir, layers=(layers,) if isinstance(layers, str) else layers,
                      types=(types,) if isinstance(types, str) else types, graph=graph,
-                     histograms=histograms, max_channels=max_channels, train=train)
+                     histograms=histograms, max_channels=max_channels, memory=memory,
+                     train=train)
+
+
+def wandb(model: str | nn.Module, *sizes: SizeLike, project: str, run_name: str | None = None,
+          offline: bool = False, folder: str | Path | None = None,
+          layers: str | tuple[str, ...] | list[str] = (),
+          types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
+          histograms: bool = True, onnx: bool = True, static: bool = False,
+          max_channels: int = 16, memory: bool = False, train: bool = False,
+          **options: Any) -> WandbRun:
+    """Log a W&B run: the layer table (``wandb.Table``), the totals in the run summary, the
+    module graph (SVG and the interactive page), activation cards, parameter histograms, and
+    the verified ONNX file with summary.json as a versioned artifact, from one pass (the same
+    content as ``tensorboard`` and ``visdom``). ``offline`` (or WANDB_MODE=offline) writes the
+    run under ``folder`` for ``wandb sync``, with no account or network; online needs
+    ``wandb login``. ``static`` exports a fixed batch (faster than the dynamic one).
+    ``memory`` adds ``modelviz memory``'s peaks to the summary. ``options`` are those of
+    ``prepare``."""
+    from modelviz.features.wandb.log import check_ready, log_run
+
+    check_ready(project=project, offline=offline, folder=folder)
+    prepared = prepare(model, *sizes, **options)
+    return log_run(prepared, project=project, run_name=run_name, offline=offline,
+                   folder=folder, layers=(layers,) if isinstance(layers, str) else layers,
+                   types=(types,) if isinstance(types, str) else types, graph=graph,
+                   histograms=histograms, onnx=onnx, static=static,
+                   max_channels=max_channels, memory=memory, train=train)
+
+
+def visdom(model: str | nn.Module, *sizes: SizeLike, server: str = "http://127.0.0.1",
+           port: int = 8097, env: str | None = None,
+           layers: str | tuple[str, ...] | list[str] = (),
+           types: str | tuple[str, ...] | list[str] = (), graph: bool = True,
+           histograms: bool = True, max_channels: int = 16, memory: bool = False,
+           train: bool = False, **options: Any) -> VisdomPush:
+    """Push to a running Visdom server (``python -m visdom.server``): the layer table and the
+    totals (escaped HTML), the module graph (SVG), activation cards, parameter histograms,
+    from one pass (the same content as ``tensorboard`` and ``wandb``), into ``env`` (default
+    ``modelviz_MODEL``). ``options`` are those of ``prepare``."""
+    from modelviz.features.visdom.push import check_server, log_run
+
+    check_server(server, port)
+    prepared = prepare(model, *sizes, **options)
+    return log_run(prepared, server=server, port=port, env=env,
+                   layers=(layers,) if isinstance(layers, str) else layers,
+                   types=(types,) if isinstance(types, str) else types, graph=graph,
+                   histograms=histograms, max_channels=max_channels, memory=memory,
+                   train=train)
 
 
 def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Path,

@@ -125,3 +125,7 @@ class CheckFailed(ModelvizError):
     """A CI check failed (budget exceeded, numerical parity off): exit status 1, not 2."""
 
     exit_code = ExitStatus.CHECK_FAILED
+
+
+class ServiceError(ModelvizError):
+    """A service modelviz logs to (a Visdom server, W&B) cannot be reached or refused it."""

@@ -241,7 +241,9 @@ def test_help_does_not_import_torch() -> None:
             "assert len(names) >= 6, names\n"
             "for name in names:\n"
             "    try:\n        app([name, '--help'])\n"
-            "    except SystemExit:\n        pass\nassert 'torch' not in sys.modules\n")
+            "    except SystemExit:\n        pass\nassert 'torch' not in sys.modules\n"
+            "heavy = {'wandb', 'visdom', 'numpy', 'matplotlib'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -21,7 +21,8 @@ sys.argv = ["modelviz", *sys.argv[1:]]
 try:
     main()
 except SystemExit as exc:
-    heavy = sorted(m for m in ("torch", "torchvision", "onnx", "matplotlib") if m in sys.modules)
+    heavy = sorted(m for m in ("torch", "torchvision", "onnx", "matplotlib", "wandb", "visdom")
+                   if m in sys.modules)
     print("EXIT", exc.code, "HEAVY", ",".join(heavy) or "-", file=sys.stderr)
 """
 
@@ -33,6 +34,8 @@ CASES = [
     (["report", "resnet18", "3x224x224", "--atol", "-1", "-o", "r"], "--atol"),
     (["tensorboard", "resnet18", "3x224", "--logdir", "runs/x", "--kwarg", "x"], "--kwarg"),
     (["diff", "resnet18", "resnet34", "3x224x224", "--device", "gpu"], "unknown device"),
+    (["wandb", "resnet18", "3x22x", "--project", "p", "--offline"], "bad size"),
+    (["visdom", "resnet18", "--port", "8097", "--kwarg", "x"], "--kwarg"),
     (["summary", "resnet18", "--dtype", "float8"], "unknown dtype"),
     (["summary", "resnet18", "--seed", "-1"], "--seed"),
     (["summary", "resnet18", "--max-params", "lots"], "--max-params"),

@@ -125,3 +125,45 @@ def test_logdir_that_is_a_file(cli: Cli, tmp_path: Path) -> None:
     result = cli("tensorboard", NET, "1x28x28", "--logdir", str(target))
     assert result.exit_code == 2
     assert "is a file, not a folder" in result.stderr
+
+
+def test_images_are_cards_sized_for_the_images_tab(tmp_path: Path) -> None:
+    """TensorBoard fits an image into its card's ~300x230 px box: the picture is twice that, so
+    its smallest text is still 9 px there, whatever the layer draws (grid, bars, heat map)."""
+    from matplotlib.text import Text
+
+    from modelviz.features.activations.cards import (
+        CARD_PIXELS,
+        DPI,
+        MIN_POINTS,
+        card_figure,
+        shown_scale,
+    )
+    from modelviz.features.activations.measure import measure_activations
+
+    logdir = tmp_path / "run"
+    api.tensorboard(NET, "1x28x28", logdir=logdir, layers=["conv2", "fc3"], graph=False,
+                    histograms=False)
+    events = _events(logdir)
+    for tag in ("activations/conv2", "activations/fc3"):
+        (image,) = events.Images(tag)
+        picture = Image.open(io.BytesIO(image.encoded_image_string))
+        assert picture.size == (image.width, image.height) == CARD_PIXELS
+        assert shown_scale(*picture.size) * MIN_POINTS * DPI / 72 >= 9  # px in the tab
+
+    # every text on a card, of every kind of picture, is at least MIN_POINTS
+    layers = [layer for model, sizes, names in (
+        (NET, "1x28x28", ["conv2", "fc3"]),
+        ("sample_models.lstm_lm:LSTMLanguageModel", "int64:12", ["rnn"]))
+        for layer in measure_activations(api.prepare(model, sizes), layers=names,
+                                         images=True).layers]
+    kinds = set()
+    for layer in layers:
+        assert layer.capture is not None
+        kinds.add(layer.capture.kind)
+        figure = card_figure(layer)
+        figure.canvas.draw()  # makes the tick labels
+        texts = [t for t in figure.findobj(Text) if t.get_text().strip() and t.get_visible()]
+        assert len(texts) > 5
+        assert min(float(t.get_fontsize()) for t in texts) >= MIN_POINTS, layer.name
+    assert kinds == {"grid", "bars", "heatmap"}

@@ -30,6 +30,8 @@ from modelviz.cli import profile as profile_cmd
 from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
+from modelviz.cli import visdom as visdom_cmd
+from modelviz.cli import wandb as wandb_cmd
 from modelviz.cli._console import error_line, note
 from modelviz.errors import ExitStatus, ModelvizError, one_line
 
@@ -182,6 +184,8 @@ app.command("graph")(graph_cmd.graph)
 app.command("export-onnx")(export_onnx_cmd.export_onnx)
 app.command("netron")(netron_cmd.netron)
 app.command("tensorboard")(tensorboard_cmd.tensorboard)
+app.command("wandb")(wandb_cmd.wandb)
+app.command("visdom")(visdom_cmd.visdom)
 app.command("report")(report_cmd.report)
 app.command("memory")(memory_cmd.memory)
 app.command("profile")(profile_cmd.profile)

@@ -37,6 +37,8 @@ FLAGS = {
     "optimizer": "--optimizer", "amp": "--amp", "checkpointing": "--checkpointing",
     "checkpointing=True": "--checkpointing",
     "shard": "--shard", "fit": "--fit", "kv_cache": "--kv-cache",
+    "project": "--project", "dir": "--dir", "offline=True": "--offline", "server": "--server",
+    "env": "--env",
 }
 
 

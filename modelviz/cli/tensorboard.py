@@ -43,8 +43,11 @@ def tensorboard(
         "--graph/--no-graph", help="Trace the model for TensorBoard's Graphs tab.")] = True,
     histograms: Annotated[bool, typer.Option(
         "--histograms/--no-histograms", help="One histogram per parameter tensor.")] = True,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Add the peaks of `modelviz memory`'s plan (inference, a training "
+                         "step with Adam) to the scalars.")] = False,
     max_channels: Annotated[int, typer.Option(
-        "--max-channels", min=1, help="Most channel maps per activation image.")] = 16,
+        "--max-channels", min=1, max=16, help="Most channel maps per activation card.")] = 16,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print what was written as JSON.")] = False,
     device: DeviceOpt = "auto",
@@ -59,7 +62,7 @@ def tensorboard(
     seed: SeedOpt = 0,
     train: TrainOpt = False,
 ) -> None:
-    """Write a TensorBoard log: graph, parameter histograms, activation images, summary text.
+    """Write a TensorBoard log: graph, parameter histograms, activation cards, summary text.
 
     Example: modelviz tensorboard resnet18 --logdir runs/resnet18 && tensorboard --logdir runs
     """
@@ -72,7 +75,7 @@ def tensorboard(
     with spinner(f"Logging {opts.model} to {logdir}", quiet=as_json):
         written = write_run(prepared, logdir, layers=layer or [], types=module_type or [],
                             graph=graph, histograms=histograms, max_channels=max_channels,
-                            train=opts.train)
+                            memory=memory, train=opts.train)
     for part, reason in written.skipped.items():
         note(f"no {part}: {reason}")
     if as_json:

@@ -1,33 +1,32 @@
 """A TensorBoard log of a model: its graph, parameter histograms, activation images, summary.
 
 The seed posts' TensorBoard routine (``SummaryWriter``, ``add_graph``, ``add_histogram``,
-``add_image``, ``add_text``) from one command. The summary text and the activation images come
-from the engine's pass; the graph comes from TensorBoard's own tracer (``torch.jit.trace``), which
-is the only way to produce the graph format TensorBoard reads.
+``add_image``, ``add_text``) from one command. What is logged (the summary text and scalars, the
+activation cards, the parameters) is ``features.dashboard``'s, shared with W&B and Visdom; the
+graph comes from TensorBoard's own tracer (``torch.jit.trace``), which is the only way to
+produce the graph format TensorBoard reads.
 """
 
 from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from modelviz.core.devices import require_values
+from modelviz.core.stages import Stage, quiet
 from modelviz.errors import MissingToolError, OutputError, one_line
-from modelviz.features.summary.summary import Summary
 from modelviz.output import commit_files, exclusive, staging_dir
 
 if TYPE_CHECKING:
     from modelviz.core.session import Prepared
-
-SCALARS = ("params", "trainable_params", "flops", "estimated_total_size_mb")
+    from modelviz.features.dashboard.content import DashboardContent
 
 
 @dataclass
@@ -78,16 +77,15 @@ def _graph(writer: Any, model: nn.Module, args: tuple[Any, ...], train: bool) ->
     return None
 
 
-def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summary: Summary, *,
-              graph: bool = True, histograms: bool = True,
-              activation_images: Mapping[str, np.ndarray[Any, Any]] | None = None,
-              train: bool = False, step: int = 0) -> TensorboardLog:
-    """Write one TensorBoard run into ``logdir``; ``activation_images`` are HxWx3 uint8 images.
+def write_log(logdir: str | Path, content: DashboardContent, *, graph: bool = True,
+              histograms: bool = True, train: bool = False, step: int = 0) -> TensorboardLog:
+    """Write one TensorBoard run of ``content`` (``features.dashboard``) into ``logdir``.
 
     The events are written in a private folder outside the run's parent (where TensorBoard
     would list it as a run) and move in only when complete, so a failure leaves no truncated
     event file for TensorBoard to choke on; a second writer of the same run fails at once.
     """
+    model = content.prepared.model
     require_values(model, "a TensorBoard log needs real weights, and the model is on the meta "
                    "device.", "Use `device=cpu` (or cuda).")
     folder = Path(logdir)
@@ -100,8 +98,7 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
         try:
             writer = _writer(staging)
             try:
-                _fill(writer, result, model, args, summary, graph=graph,
-                      histograms=histograms, activation_images=activation_images or {},
+                _fill(writer, result, content, graph=graph, histograms=histograms,
                       train=train, step=step)
             finally:
                 writer.close()
@@ -113,28 +110,23 @@ def write_log(logdir: str | Path, model: nn.Module, args: tuple[Any, ...], summa
     return result
 
 
-def _fill(writer: Any, result: TensorboardLog, model: nn.Module, args: tuple[Any, ...],
-          summary: Summary, *, graph: bool, histograms: bool,
-          activation_images: Mapping[str, np.ndarray[Any, Any]], train: bool, step: int) -> None:
+def _fill(writer: Any, result: TensorboardLog, content: DashboardContent, *, graph: bool,
+          histograms: bool, train: bool, step: int) -> None:
     if graph:
-        reason = _graph(writer, model, args, train)
+        reason = _graph(writer, content.prepared.model, content.prepared.inputs.args, train)
         if reason is not None:
             result.skipped["graph"] = reason
     if histograms:
-        for name, param in model.named_parameters():
-            writer.add_histogram(f"parameters/{name}", param.detach().float().cpu(), step)
+        for name, values in content.parameters():
+            writer.add_histogram(f"parameters/{name}", values, step)
             result.histograms.append(name)
-    for name, image in activation_images.items():
-        writer.add_image(f"activations/{name}", image, step, dataformats="HWC")
-        result.images.append(name)
-    totals = summary.totals
-    for key in SCALARS:
-        writer.add_scalar(f"summary/{key}", float(getattr(totals, key)), step)
+    for card in content.cards:
+        writer.add_image(f"activations/{card.name}", card.pixels, step, dataformats="HWC")
+        result.images.append(card.name)
+    for key, value in content.totals.items():
+        writer.add_scalar(f"summary/{key}", float(value), step)
         result.scalars.append(f"summary/{key}")
-    from modelviz.features.summary.markdown import render_markdown
-    from modelviz.features.summary.options import TableOptions
-
-    writer.add_text("summary", render_markdown(summary, TableOptions()), step)
+    writer.add_text("summary", content.markdown, step)
     result.text = True
 
 
@@ -149,26 +141,13 @@ def _count_graph_nodes(folder: Path) -> int:
 
 def write_run(prepared: Prepared, logdir: str | Path, *, layers: Sequence[str] = (),
               types: Sequence[str] = (), graph: bool = True, histograms: bool = True,
-              max_channels: int = 16, train: bool = False) -> TensorboardLog:
-    """The log of a prepared model from one pass: the summary and the activation images of
-    ``layers``/``types`` (default: a few representative layers) come from the same pass."""
-    from modelviz.core import session
-    from modelviz.features.activations.measure import activation_probe, activation_report
-    from modelviz.features.activations.pictures import layer_pixels
-    from modelviz.features.activations.select import representative_modules
-    from modelviz.features.summary.summary import summarize
+              max_channels: int = 16, train: bool = False, memory: bool = False,
+              stage: Stage = quiet) -> TensorboardLog:
+    """The log of a prepared model from one pass (``features.dashboard``): the summary and the
+    activation cards of ``layers``/``types`` (default: a few representative layers)."""
+    from modelviz.features.dashboard.content import build_content
 
-    chosen_layers, chosen_types = tuple(layers), tuple(types)
-    prepared.require_values("a TensorBoard log needs real weights and activations, and the meta "
-                            "device has only shapes.", "Use `device=cpu` (or cuda).")
-    if not chosen_layers and not chosen_types:
-        chosen_layers = tuple(representative_modules(prepared.model))
-    probe = activation_probe(prepared, layers=chosen_layers, types=chosen_types, images=True,
-                             max_channels=max_channels)
-    result = session.run(prepared, train=train, probes=(probe,))
-    report = activation_report(prepared, result, probe, layers=chosen_layers)
-    pictures = {layer.name: layer_pixels(layer) for layer in report.layers
-                if layer.capture is not None}
-    return write_log(logdir, prepared.model, prepared.inputs.args, summarize(prepared, result),
-                     graph=graph, histograms=histograms, activation_images=pictures,
-                     train=train)
+    content = build_content(prepared, what="a TensorBoard log", layers=tuple(layers),
+                            types=tuple(types), max_channels=max_channels, train=train,
+                            memory=memory, stage=stage)
+    return write_log(logdir, content, graph=graph, histograms=histograms, train=train)

@@ -1,0 +1,1 @@
+"""What a dashboard shows (TensorBoard, W&B, Visdom), decided in one place from one pass."""

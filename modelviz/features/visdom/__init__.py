@@ -1,0 +1,1 @@
+"""``modelviz visdom``: a model pushed to a running Visdom server (push); what it shows (view)."""
