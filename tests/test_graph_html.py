@@ -406,3 +406,33 @@ def test_profile_and_memory_files_are_checked(figures: dict[str, Any], cli: Cli,
     svg = cli("graph", spec, "8", "-o", str(tmp_path / "g.svg"), "--profile",
               str(paths["profile"]))
     assert svg.exit_code == 2 and "--profile applies to the HTML viewer only" in svg.stderr
+
+
+VIT_CLICK = """
+  if (draws === 1) {
+    var label = Array.from(document.querySelectorAll("#stage g text")).find(function (t) {
+      return t.textContent === "encoder.layers.encoder_layer_0\\u201311"; });
+    var options = { bubbles: true, clientX: 5, clientY: 5 };
+    label.dispatchEvent(new PointerEvent("pointerdown", options));
+    label.dispatchEvent(new PointerEvent("pointerup", options));
+  }
+"""
+
+
+def test_vit_opens_on_its_blocks_offline(tmp_path: Path) -> None:
+    """The issue's check: `graph vit_b_16 -o g.html`, `g.html#expand=encoder.layers` shows the
+    blocks (folded, and all twelve unfolded), and a click opens the folded block in place."""
+    page = tmp_path / "g.html"
+    result = run_cli("graph", "vit_b_16", "--device", "meta", "-o", str(page))
+    assert result.exit_code == 0, result.stderr
+    folded = svg_texts(dom(page, "#expand=encoder.layers"))
+    assert "encoder.layers.encoder_layer_0–11" in folded and "encoder.ln" in folded
+    assert "EncoderBlock ×12 · 7.09M params each" in folded
+    unfolded = set(svg_texts(dom(page, "#expand=encoder.layers&fold=0")))
+    assert {f"encoder.layers.encoder_layer_{i}" for i in range(12)} <= unfolded
+    clicked = dom(_scripted(page, tmp_path, VIT_CLICK, "click.html"), "#expand=encoder.layers")
+    inside = set(svg_texts(clicked))
+    assert {"encoder.layers.encoder_layer_0.ln_1", "encoder.layers.encoder_layer_0.mlp",
+            "encoder.layers.encoder_layer_0.self_attention"} <= inside
+    assert "encoder.layers.encoder_layer_0–11 · EncoderBlock ×12 ×" in inside  # its frame
+    assert details(clicked)["Repeats"].endswith("(12 identical blocks)")

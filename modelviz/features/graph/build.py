@@ -4,6 +4,7 @@ one choice of depth, opened modules and folding, decided after the pass from the
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Callable
@@ -499,6 +500,9 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int | None = None,
         if limit and (len(graph.nodes) > limit or busiest[1] > MAX_OPS):
             closed.append(busiest[0])  # for the reader: the module busiest with operations
         elif budget and layout_cost(graph) > budget:
+            trial = copy.deepcopy(graph)
+            if _collapse_ops(trial, fits)[0] and fits(trial):
+                break  # runs of operations drawn as one node each are enough: below
             costliest = _costliest(graph, builder, layout_cost(graph) - budget)
             if costliest is None:
                 break

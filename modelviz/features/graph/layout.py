@@ -4,7 +4,7 @@ each node, the rows a long left-to-right graph wraps into, and what the layout w
 Graphviz's ``dot`` spends its time on one network simplex over the nodes and a chain of
 "virtual" nodes for each edge that spans several ranks, one per rank crossed: raft_large at full
 depth has 1,438 nodes and about 19,000 virtual ones, and takes 87 s (Graphviz 2.43); a graph
-of about 2,000 of both together takes 2-4 s. ``cost`` is that count, which ``build_graph``
+of about 2,000 of both together takes 1.5-5 s. ``cost`` is that count, which ``build_graph``
 keeps under ``LAYOUT_BUDGET``. (``newrank=true``, which modelviz once set, let ranks align
 across frames but made that simplex run on tens of thousands more nodes: 38.5 of raft_small's
 38.8 s. Without it the ordinary graphs are drawn the same, pixel for pixel.)
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ASPECT", "LAYOUT_BUDGET", "WRAP_RANKS", "cost", "ranks", "rows"]
 
-#: The largest ``cost`` a graph that modelviz lays out may have: about 3 s of ``dot`` on a
-#: loaded 2-core machine (Graphviz 2.43; newer releases are faster).
-LAYOUT_BUDGET = 2_000
+#: The largest ``cost`` a graph that modelviz lays out may have: at most about 2 s of ``dot``
+#: on a loaded 2-core machine (Graphviz 2.43; newer releases are faster).
+LAYOUT_BUDGET = 1_500
 
 
 #: A left-to-right graph longer than this many ranks (columns of nodes) wraps into rows, read
