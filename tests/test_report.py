@@ -368,3 +368,34 @@ def test_page_contents_and_the_embedded_viewer_in_a_browser(
             break
     # two convolutions and three linear layers, each box filled with its kind's colour
     assert counts["conv"] > 1_000 and counts["linear"] > 1_000, counts
+
+
+def test_activation_pictures_are_of_modules_the_graph_draws(cli: Cli, tmp_path: Path) -> None:
+    """Six identical blocks fold into one run, `1–6`, drawn as a frame around its first block's
+    inside: the pictures picked without --layer are of what the graph draws (its nodes, then its
+    frames), never of a block folded away (the structural spread alone would pick 2 and 5)."""
+    from modelviz.features.activations.select import representative_modules
+
+    model = tmp_path / "blocks.py"
+    model.write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Linear(8, 8), *[nn.Sequential(nn.Linear(8, 8), nn.ReLU())"
+        " for _ in range(6)], nn.Linear(8, 2))\n", encoding="utf-8")
+    folder = tmp_path / "report"
+    result = cli("report", f"{model}:build", "8", "-o", str(folder), "--no-onnx",
+                 "--no-memory", "--no-profile", "--json")
+    data = json.loads(result.stdout)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("blocks", model)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert representative_modules(module.build()) == ["0", "2", "5", "7"]
+    nodes = set(_svg_nodes(folder / "graph.svg"))
+    assert {"0", "1.0", "1.1", "7"} <= nodes and not {"2", "2.0", "5", "5.0"} & nodes
+    names = [layer["name"] for layer in data["parts"]["activations"]["layers"]]
+    assert names == ["0", "1", "7"]
+    assert sorted(p.name for p in (folder / "activations").iterdir()) == [
+        "0.png", "1.png", "7.png"]

@@ -81,7 +81,7 @@ SCRIPT = """
       zoom(e.deltaY<0?1.15:1/1.15);}},{passive:false});
     var folded=box.closest('details');
     if(folded)folded.addEventListener('toggle',function(){if(folded.open)zoom(0);});
-    zoom(0);
+    zoom(box.clientWidth?0:1);
   }
   var viewer=document.getElementById('graph');
   document.querySelectorAll('a[target="graph-viewer"]').forEach(function(a){
