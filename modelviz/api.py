@@ -55,7 +55,7 @@ def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
           depth: int | None = None, expand: str | tuple[str, ...] | list[str] = (),
           fold: bool = True, rankdir: str = "TB", show_saved: bool = False,
           show_attrs: bool = False, train: bool = False, dot: str | Path | None = None,
-          **options: Any) -> Drawing:
+          wrap: bool = True, **options: Any) -> Drawing:
     """The model as a graph: ``modelviz.graph("resnet18").save("resnet18.svg")``.
 
     Returns a ``Drawing``: ``.source`` is DOT, ``.save(path)`` writes png/svg/pdf/dot by
@@ -66,7 +66,7 @@ def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
 
     prepared = prepare(model, *sizes, **options)
     return draw(prepared, view=view, depth=depth, expand=expand, fold=fold, rankdir=rankdir,
-                show_saved=show_saved, show_attrs=show_attrs, train=train, dot=dot)
+                show_saved=show_saved, show_attrs=show_attrs, train=train, dot=dot, wrap=wrap)
 
 
 # Activations: statistics of chosen layers' outputs, and their pictures.

@@ -62,3 +62,17 @@ def dump_dom(url: str, *, budget_ms: int = 10_000, timeout: float = 120,
         if netron:
             _set_consent_cookie(Path(profile), urlsplit(url).hostname or "127.0.0.1")
         return _run(Path(profile), url, budget_ms, timeout)
+
+
+def screenshot(url: str, target: Path, *, width: int = 1280, height: int = 1000,
+               budget_ms: int = 15_000, timeout: float = 120) -> Path:
+    """A PNG of what the page shows at ``url`` (its scripts run, its frames drawn), offline:
+    every host name is unresolvable."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", "--hide-scrollbars",
+             "--host-resolver-rules=MAP * ~NOTFOUND", f"--window-size={width},{height}",
+             f"--virtual-time-budget={budget_ms}", f"--screenshot={target}", url],
+            capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0 and target.exists(), proc.stderr[-2000:]
+    return target

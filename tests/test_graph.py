@@ -541,3 +541,105 @@ def test_probe_keeps_no_tensors_and_leaves_the_model_alone() -> None:
     # torch leaves this private helper unannotated; it is the one that says which mode is on.
     mode = torch.overrides._get_current_function_mode()  # type: ignore[no-untyped-call]
     assert mode is None  # the mode was left
+
+
+# --- long left-to-right graphs wrap into rows; layout time stays bounded ----------------------
+
+class Chain(nn.Module):
+    """Two stages of 24 layers in a row, each a different width: nothing folds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*[nn.Linear(8 + i, 9 + i) for i in range(24)])
+        self.head = nn.Sequential(*[nn.Linear(32 + i, 33 + i) for i in range(24)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.stem(x))
+        return out
+
+
+def test_long_left_to_right_graph_wraps_into_rows(tmp_path: Path) -> None:
+    from modelviz.features.graph.layout import WRAP_RANKS, ranks, rows
+
+    drawing = api.graph(Chain(), "8", rankdir="LR", device="meta")
+    graph = drawing.graph
+    assert graph is not None and len(graph.nodes) == 50  # input, 48 layers, output
+    assert max(ranks(graph).values()) + 1 == 50 > WRAP_RANKS
+    row_of = rows(graph)
+    # sqrt(50 ranks x 150 pt / (2 x (30 + 60) pt)) = 6.5: six rows of about 8 nodes
+    assert sorted(set(row_of.values())) == list(range(6))
+    assert all(5 <= list(row_of.values()).count(r) <= 11 for r in range(6))
+    source = drawing.source
+    assert source.count('subgraph "cluster~row') == 6
+    assert "stem · Sequential (continued)" in source  # a frame goes on in the next row
+    wrapped = parse_svg(drawing.pipe("svg"))
+    flat = parse_svg(api.graph(Chain(), "8", rankdir="LR", device="meta", wrap=False).pipe("svg"))
+    assert set(wrapped.nodes) == set(flat.nodes) and len(wrapped.edges) == len(flat.edges)
+    # one line of 50 nodes, or six rows about twice as wide as tall
+    assert wrapped.width < flat.width / 4 and wrapped.height > flat.height * 4
+    assert 1.2 * wrapped.height < wrapped.width < 3 * wrapped.height
+    # top to bottom is never wrapped
+    assert "cluster~row" not in api.graph(Chain(), "8", device="meta").source
+
+
+class Dense(nn.Module):
+    """A DenseNet-style block: each layer reads every earlier layer's output, so the edges
+    to its concatenation span more and more ranks."""
+
+    def __init__(self, layers: int = 36) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.block = nn.ModuleList(nn.Linear(4 * (i + 1), 4) for i in range(layers))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for layer in self.block:
+            features.append(torch.relu(layer(torch.cat(features, 1))))
+        out: torch.Tensor = self.head(features[-1])
+        return out
+
+
+class DenseNetLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = Dense()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.dense(x)
+        return out
+
+
+def test_a_graph_too_costly_to_lay_out_has_its_costliest_module_closed() -> None:
+    from modelviz.features.graph.build import build_graph
+    from modelviz.features.graph.draw import graph_probe
+    from modelviz.features.graph.layout import LAYOUT_BUDGET, cost
+
+    prepared = api.prepare(DenseNetLike(), "4", device="meta")
+    probe = graph_probe(prepared)
+    trace = api.run(prepared, probes=(probe,))
+    flow = trace.probes[probe.name]
+    everything = build_graph(trace, flow, depth=5, budget=0)
+    assert cost(everything) > 5 * LAYOUT_BUDGET  # 36 x 37 / 2 edges into the cats
+    graph = build_graph(trace, flow, depth=5)
+    assert graph.closed == ["dense"] and cost(graph) <= LAYOUT_BUDGET
+    assert [n.id for n in graph.nodes] == ["input:x", "dense", "output:"]
+    assert graph.notes == [
+        "dense is drawn closed, with the 72 functional operations inside, so that Graphviz "
+        f"lays the graph out in seconds: 3 nodes instead of {len(everything.nodes)}. Open one "
+        "with `expand=dense`."]
+    # what the user opens stays open, however long Graphviz takes
+    opened = build_graph(trace, flow, depth=5, expand=("dense",))
+    assert opened.closed == [] and "dense" not in {n.id for n in opened.nodes}
+    assert {f"dense.block.{i}" for i in range(36)} <= {n.id for n in opened.nodes}
+
+
+def test_layout_cost_counts_the_ranks_edges_cross() -> None:
+    from modelviz.features.graph.build import Edge, ModuleGraph, Node
+    from modelviz.features.graph.layout import cost, ranks
+
+    nodes = [Node(name, "module", name) for name in "abcd"]
+    edges = [Edge("a", "b", ""), Edge("b", "c", ""), Edge("c", "d", ""), Edge("a", "d", "")]
+    graph = ModuleGraph("g", nodes, edges, [], 1)
+    assert ranks(graph) == {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert cost(graph) == 4 + 2  # a -> d crosses the ranks of b and c

@@ -250,3 +250,189 @@ def test_clicks_open_and_close_a_module(resnet_page: Path, tmp_path: Path) -> No
     assert "layer1" in labels and "layer1.0" not in labels  # opened, then closed again
     assert 'data-opened="true"' in text  # in between, layer1's blocks replaced it
     assert details(text)["Name"] == "layer1"  # the click selected it
+
+
+def _scripted(page: Path, tmp_path: Path, script: str, name: str) -> Path:
+    """``page`` with ``script`` run after each drawing (``draws`` counts them), as a user's
+    typing and clicks would, so that what the page does next is what the DOM shows."""
+    scripted = tmp_path / name
+    scripted.write_text(page.read_text(encoding="utf-8").replace("</body>", (
+        "<script>(function () { var draws = 0; new MutationObserver(function () {"
+        f" draws += 1; {script} }}).observe(document.body, {{ attributes: true,"
+        " attributeFilter: ['data-rendered'] }); })();</script></body>")), encoding="utf-8")
+    return scripted
+
+
+SEARCH = """
+  var box = document.getElementById("search");
+  if (draws === 1) {  // typing marks the nodes drawn whose name or type matches
+    box.value = "Basic"; box.dispatchEvent(new Event("input"));
+  } else if (draws === 2) {
+    var marked = Array.from(document.querySelectorAll("#stage g.node path, #stage g.node polygon"))
+      .filter(function (p) { return p.getAttribute("stroke") === "#d97706"; }).length;
+    document.getElementById("model-title").setAttribute("data-marked", String(marked));
+    box.value = "layer3.1.conv2"; box.dispatchEvent(new Event("input"));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+  }
+"""
+
+
+def test_search_marks_matches_and_enter_opens_the_first(resnet_page: Path,
+                                                         tmp_path: Path) -> None:
+    text = dom(_scripted(resnet_page, tmp_path, SEARCH, "search.html"), "#expand=layer1")
+    # layer1 was open: its two BasicBlocks were drawn, and both were marked
+    assert 'data-marked="2"' in text
+    # Enter selected the first module whose name matched, and opened what holds it
+    assert details(text)["Name"] == "layer3.1.conv2"
+    assert details(text)["Type"] == "Conv2d"
+    labels = svg_texts(text)
+    assert {"layer3.1.conv2", "layer3.0", "layer2"} <= set(labels)
+    assert re.search(r'id="status">\d+ nodes · 1 match<', text)
+
+
+OPEN_KIND = """
+  if (draws === 1) document.getElementById("open-kind").click();
+"""
+
+
+def test_open_all_of_this_kind(resnet_page: Path, tmp_path: Path) -> None:
+    # layer2.0 selected (a BasicBlock), then "open all of this kind": every BasicBlock opens,
+    # with the Sequentials that hold them, and nothing else does
+    text = dom(_scripted(resnet_page, tmp_path, OPEN_KIND, "kind.html"), "#node=layer2.0")
+    labels = set(svg_texts(text))
+    blocks = {f"layer{i}.{j}" for i in range(1, 5) for j in range(2)}
+    assert {f"{b}.conv1" for b in blocks} <= labels
+    assert {f"{b}.bn2" for b in blocks} <= labels
+    assert not blocks & labels  # each block is a frame now, not a node
+    assert "layer2.0.downsample" in labels  # a Sequential inside, not a BasicBlock: closed
+    assert "layer2.0.downsample.0" not in labels
+    assert details(text)["Name"] == "layer2.0"
+
+
+BLOCKS = ("import torch\nfrom torch import nn\n\n"
+          "def build():\n"
+          "    return nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.ReLU()) "
+          "for _ in range(5)])\n")
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A model of five identical blocks (folded into one node), its profile and memory plan
+    as the commands write them, and the viewer page made with both."""
+    folder = tmp_path_factory.mktemp("figures")
+    (folder / "blocks.py").write_text(BLOCKS, encoding="utf-8")
+    spec = f"{folder / 'blocks.py'}:build"
+    profile = api.profile(spec, "8", runs=3, warmup=1, device="cpu").to_dict()
+    extra = dict(profile["modules"][0], name="<img src=x onerror=alert(1)>", type="Linear")
+    profile["modules"].append(extra)  # a module the model lacks: named, not ignored
+    memory = api.memory(spec, "8", depth=9, device="cpu").to_dict()
+    paths = {"profile": folder / "profile.json", "memory": folder / "memory.json"}
+    for kind, data in (("profile", profile), ("memory", memory)):
+        paths[kind].write_text(json.dumps(data), encoding="utf-8")
+    page = folder / "blocks.html"
+    result = run_cli("graph", spec, "8", "-o", str(page), "--profile", str(paths["profile"]),
+                     "--memory", str(paths["memory"]))
+    assert result.exit_code == 0, result.stderr
+    return {"spec": spec, "page": page, "profile": profile, "memory": memory, "paths": paths,
+            "stderr": result.stderr}
+
+
+def _ms(value: float) -> str:  # as the page writes milliseconds
+    return (f"{value:.1f}" if value >= 100 else f"{value:.2f}" if value >= 1
+            else f"{value:.3f}") + " ms"
+
+
+def test_profile_and_memory_in_the_panel_and_colours(figures: dict[str, Any]) -> None:
+    data = embedded(figures["page"].read_text(encoding="utf-8"))
+    timed = {m["name"]: m for m in figures["profile"]["modules"]}
+    assert data["profile"]["modules"]["0.0"] == [timed["0.0"]["total_ms"],
+                                                 timed["0.0"]["self_ms"], timed["0.0"]["share"]]
+    assert data["memory"]["totals"]["training_peak_bytes"] == (
+        figures["memory"]["training"]["peak_bytes"])
+    # the module the model lacks is named by the command and on the page, as text
+    lacking = ("profile.json has 1 module this model lacks (or of another type), left out: "
+               "<img src=x onerror=alert(1)> (Linear)")
+    assert lacking in " ".join(figures["stderr"].split())
+    assert data["profile"]["notes"] == [lacking]
+
+    text = dom(figures["page"], "#node=0&color=time")
+    shown = details(text)
+    assert shown["Time, total"] == _ms(timed["0"]["total_ms"])
+    assert shown["Time, self"] == _ms(timed["0"]["self_ms"])
+    assert shown["Share of forward"] == f"{timed['0']['share'] * 100:.1f}%"
+    # the folded node stands for the five blocks: their own times, summed
+    run = sum(timed[str(i)]["total_ms"] for i in range(5))
+    assert shown["Time, all 5"] == _ms(run)
+    assert shown["Parameter memory"] == "288 B"  # 8 x 8 weights and 8 biases, float32
+    # Adam: exp_avg and exp_avg_sq like the weights, and a 4-byte step count per parameter
+    assert shown["Gradients"] == "288 B" and shown["Optimizer state"] == "584 B"
+    assert "Time, total (log scale)" in text
+    assert "&lt;img src=x onerror=alert(1)&gt; (Linear)" in text  # the note, as text
+    assert "<img" not in text.replace("&lt;img", "")
+
+    model = details(dom(figures["page"], "#color=train_memory"))
+    peak = figures["memory"]["training"]
+    assert model["Training peak"] == (f"{peak['peak_bytes'] / 1024:.2f} KB (adam, batch 1, in "
+                                      f"{peak['peak_phase']})")
+    assert model["Forward time"].startswith(_ms(figures["profile"]["total_ms"]))
+
+
+def test_profile_and_memory_files_are_checked(figures: dict[str, Any], cli: Cli,
+                                              tmp_path: Path) -> None:
+    spec, paths = figures["spec"], figures["paths"]
+    out = tmp_path / "out.html"
+
+    def refused(flag: str, data: Any, message: str) -> None:
+        path = tmp_path / "given.json"
+        path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+        result = cli("graph", spec, "8", "-o", str(out), flag, str(path))
+        assert result.exit_code == 2, result.stderr
+        assert message in " ".join(result.stderr.split()), result.stderr
+        assert "Traceback" not in result.stderr and not out.exists()
+
+    profile, memory = figures["profile"], figures["memory"]
+    refused("--profile", "{not json", f"error: {tmp_path / 'given.json'} is not a JSON file")
+    refused("--profile", [1, 2], "is JSON, but not a modelviz profile.")
+    refused("--profile", memory, "is JSON, but a modelviz memory plan, not a profile.")
+    refused("--memory", profile, "is JSON, but a modelviz profile, not a memory plan.")
+    refused("--profile", {**profile, "modules": [{"name": "0"}]},
+            "is a damaged modelviz profile: modules[0] lacks a name, type, total_ms")
+    refused("--profile", {**profile, "model_type": "ResNet"},
+            "is a profile of a ResNet, not of this Sequential.")
+    renamed = [dict(layer, name=f"other.{layer['name']}") for layer in memory["layers"]]
+    refused("--memory", {**memory, "layers": renamed},
+            "is a memory plan of another model: none of its 16 modules (other. (Sequential), "
+            "other.0 (Sequential), other.0.0 (Linear)...) is in Sequential.")
+    svg = cli("graph", spec, "8", "-o", str(tmp_path / "g.svg"), "--profile",
+              str(paths["profile"]))
+    assert svg.exit_code == 2 and "--profile applies to the HTML viewer only" in svg.stderr
+
+
+VIT_CLICK = """
+  if (draws === 1) {
+    var label = Array.from(document.querySelectorAll("#stage g text")).find(function (t) {
+      return t.textContent === "encoder.layers.encoder_layer_0\\u201311"; });
+    var options = { bubbles: true, clientX: 5, clientY: 5 };
+    label.dispatchEvent(new PointerEvent("pointerdown", options));
+    label.dispatchEvent(new PointerEvent("pointerup", options));
+  }
+"""
+
+
+def test_vit_opens_on_its_blocks_offline(tmp_path: Path) -> None:
+    """The issue's check: `graph vit_b_16 -o g.html`, `g.html#expand=encoder.layers` shows the
+    blocks (folded, and all twelve unfolded), and a click opens the folded block in place."""
+    page = tmp_path / "g.html"
+    result = run_cli("graph", "vit_b_16", "--device", "meta", "-o", str(page))
+    assert result.exit_code == 0, result.stderr
+    folded = svg_texts(dom(page, "#expand=encoder.layers"))
+    assert "encoder.layers.encoder_layer_0–11" in folded and "encoder.ln" in folded
+    assert "EncoderBlock ×12 · 7.09M params each" in folded
+    unfolded = set(svg_texts(dom(page, "#expand=encoder.layers&fold=0")))
+    assert {f"encoder.layers.encoder_layer_{i}" for i in range(12)} <= unfolded
+    clicked = dom(_scripted(page, tmp_path, VIT_CLICK, "click.html"), "#expand=encoder.layers")
+    inside = set(svg_texts(clicked))
+    assert {"encoder.layers.encoder_layer_0.ln_1", "encoder.layers.encoder_layer_0.mlp",
+            "encoder.layers.encoder_layer_0.self_attention"} <= inside
+    assert "encoder.layers.encoder_layer_0–11 · EncoderBlock ×12 ×" in inside  # its frame
+    assert details(clicked)["Repeats"].endswith("(12 identical blocks)")

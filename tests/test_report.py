@@ -62,8 +62,9 @@ def test_every_artifact_with_its_content(net_report: tuple[Path, dict[str, objec
 
 def test_the_interactive_graph_comes_with_the_report(
         net_report: tuple[Path, dict[str, object]]) -> None:
-    """graph.html is the viewer `graph -o x.html` writes, from the report's own pass; each
-    layer's name on the page links to its node there."""
+    """graph.html is the viewer `graph -o x.html` writes, from the report's own pass, with the
+    report's profile and memory plan per module; the page embeds it, and each layer's name on
+    the page (tables, activation pictures) opens its node there."""
     folder, data = net_report
     parts = data["parts"]
     assert isinstance(parts, dict) and "graph.html" in parts["graph"]["files"]
@@ -71,12 +72,28 @@ def test_the_interactive_graph_comes_with_the_report(
     found = re.search(r'<script type="application/json" id="modelviz-data">(.*?)</script>',
                       viewer, re.S)
     assert found is not None
-    modules = json.loads(found.group(1))["modules"]
-    params = {name: module["params"] for name, module in modules.items()}
+    embedded = json.loads(found.group(1))
+    params = {name: module["params"] for name, module in embedded["modules"].items()}
     assert params["conv1"] == 156 and params["fc1"] == 30_840
+    profile = json.loads((folder / "profile.json").read_text())
+    timed = {m["name"]: m for m in profile["modules"]}
+    assert embedded["profile"]["modules"]["fc1"] == [
+        timed["fc1"]["total_ms"], timed["fc1"]["self_ms"], timed["fc1"]["share"]]
+    assert embedded["profile"]["totals"]["total_ms"] == profile["total_ms"]
+    memory = json.loads((folder / "memory.json").read_text())
+    layer = next(row for row in memory["layers"] if row["name"] == "fc1")
+    assert embedded["memory"]["modules"]["fc1"] == [
+        layer["parameters_bytes"], layer["gradients_bytes"], layer["optimizer_bytes"],
+        layer["activations_bytes"]]
+    assert embedded["memory"]["totals"]["training_peak_bytes"] == memory["training"]["peak_bytes"]
+    assert embedded["profile"]["unknown"] == embedded["memory"]["unknown"] == []
     index = (folder / "index.html").read_text()
-    assert '<a href="graph.html#node=conv1"><code>conv1</code></a>' in index
-    assert '<a href="graph.html">interactive graph</a>' in index
+    link = '<a href="graph.html#node=conv1" target="graph-viewer"><code>conv1</code></a>'
+    layers = index[index.index('id="layers"'):]
+    assert link in layers and link in index[index.index('id="memory"'):index.index('id="graph"')]
+    figure = index[index.index('<figure id="act-conv1"'):]
+    assert figure[:figure.index("</figure>")].count(link) == 1
+    assert '<iframe class="viewer" name="graph-viewer" src="graph.html"' in index
 
 
 def test_memory_part_is_the_memory_commands_plan(
@@ -308,3 +325,77 @@ def test_static_onnx(cli: Cli, tmp_path: Path) -> None:
     onnx_part = json.loads(result.stdout)["parts"]["onnx"]
     assert onnx_part["dynamic_batch"] is False
     assert onnx_part["inputs"][0]["shape"] == [1, 1, 28, 28]
+
+
+def test_page_contents_and_the_embedded_viewer_in_a_browser(
+        net_report: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
+    """A table of contents whose every link has its section, and, in a real Chromium, the
+    embedded viewer drawn: a screenshot of the page shows its nodes in their colours (the
+    static drawing is folded away, so they can only be the viewer's)."""
+    from PIL import Image
+
+    from modelviz.features.graph.dot import COLOURS
+    from tests.browser import screenshot
+
+    folder, _ = net_report
+    page = (folder / "index.html").resolve()
+    dom = dump_dom(page.as_uri())
+    contents = re.search(r'<nav class="toc" id="contents">(.*?)</nav>', dom, re.S)
+    assert contents is not None
+    anchors = re.findall(r'<a href="#([\w-]+)">([^<]+)</a>', contents.group(1))
+    assert [a for a, _ in anchors] == ["summary", "memory", "profile", "graph", "onnx",
+                                       "activations", "layers"]
+    for anchor, title in anchors:  # each section is there, headed and linkable
+        assert re.search(f'<section id="{anchor}"><h2>{re.escape(title)}<a class="anchor" '
+                         f'href="#{anchor}"', dom), anchor
+    assert '<details class="static"><summary>Static drawing (14 nodes, graph.svg)' in dom
+
+    def colour(hex_colour: str) -> tuple[int, int, int]:
+        return (int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16))
+
+    wanted = {colour(COLOURS["conv"]): "conv", colour(COLOURS["linear"]): "linear"}
+    counts: dict[str, int] = {}
+    for attempt in range(3):  # WebAssembly compiles in real time, which virtual time skips
+        shot = screenshot(page.as_uri(), tmp_path / f"shot{attempt}.png", height=4_000,
+                          budget_ms=15_000 * (attempt + 1))
+        with Image.open(shot) as image:
+            pixels = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+        counts = {kind: 0 for kind in wanted.values()}
+        for count, rgb in pixels:
+            if rgb in wanted:
+                counts[wanted[rgb]] += count
+        if all(counts.values()):
+            break
+    # two convolutions and three linear layers, each box filled with its kind's colour
+    assert counts["conv"] > 1_000 and counts["linear"] > 1_000, counts
+
+
+def test_activation_pictures_are_of_modules_the_graph_draws(cli: Cli, tmp_path: Path) -> None:
+    """Six identical blocks fold into one run, `1–6`, drawn as a frame around its first block's
+    inside: the pictures picked without --layer are of what the graph draws (its nodes, then its
+    frames), never of a block folded away (the structural spread alone would pick 2 and 5)."""
+    from modelviz.features.activations.select import representative_modules
+
+    model = tmp_path / "blocks.py"
+    model.write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Linear(8, 8), *[nn.Sequential(nn.Linear(8, 8), nn.ReLU())"
+        " for _ in range(6)], nn.Linear(8, 2))\n", encoding="utf-8")
+    folder = tmp_path / "report"
+    result = cli("report", f"{model}:build", "8", "-o", str(folder), "--no-onnx",
+                 "--no-memory", "--no-profile", "--json")
+    data = json.loads(result.stdout)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("blocks", model)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert representative_modules(module.build()) == ["0", "2", "5", "7"]
+    nodes = set(_svg_nodes(folder / "graph.svg"))
+    assert {"0", "1.0", "1.1", "7"} <= nodes and not {"2", "2.0", "5", "5.0"} & nodes
+    names = [layer["name"] for layer in data["parts"]["activations"]["layers"]]
+    assert names == ["0", "1", "7"]
+    assert sorted(p.name for p in (folder / "activations").iterdir()) == [
+        "0.png", "1.png", "7.png"]

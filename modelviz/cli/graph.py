@@ -94,6 +94,16 @@ def graph(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to FILE (.png, .svg, .pdf, .dot, .gv, .html); without it "
         "the graph goes to stdout.")] = None,
+    wrap: Annotated[bool, typer.Option(
+        "--wrap/--no-wrap", help="Wrap a long --rankdir LR graph into rows.")] = True,
+    profile: Annotated[Path | None, typer.Option(
+        "--profile", metavar="FILE.json", show_default=False,
+        help="HTML viewer: time per module from this `modelviz profile --format json -o` "
+             "file, in the side panel and as a colour.")] = None,
+    memory: Annotated[Path | None, typer.Option(
+        "--memory", metavar="FILE.json", show_default=False,
+        help="HTML viewer: memory per module from this `modelviz memory -o` file (its "
+             "--depth decides which modules have figures).")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = None,
     batch_size: BatchOpt = 1,
@@ -117,8 +127,12 @@ def graph(
     expanded = expand or []
     _check_view_options(view, depth, expanded, fold, show_saved, show_attrs)
     if _wants_html(fmt, output):
-        _write_html(opts, view, depth, expanded, fold, rankdir, output)
+        _write_html(opts, view, depth, expanded, fold, rankdir, output, profile, memory)
         return
+    for flag, given in (("--profile", profile), ("--memory", memory)):
+        if given is not None:
+            raise SpecError(f"{flag} applies to the HTML viewer only.",
+                            f"Write -o model.html, or drop {flag}.")
     chosen = format_for(fmt.value if fmt is not None else None, output)
     if chosen != "dot":
         find_dot(fmt=chosen)  # before the model is loaded: no wait for a missing program
@@ -132,7 +146,7 @@ def graph(
     with spinner("Running the forward pass"):
         drawing = draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
                        fold=fold, rankdir=rankdir.value, show_saved=show_saved,
-                       show_attrs=show_attrs, train=opts.train)
+                       show_attrs=show_attrs, train=opts.train, wrap=wrap)
     with spinner("Laying out the graph with Graphviz"):
         rendered = drawing.render(chosen)
     if output is None:
@@ -153,7 +167,8 @@ def _wants_html(fmt: GraphFormat | None, output: Path | None) -> bool:
 
 
 def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: list[str],
-                fold: bool, rankdir: RankDir, output: Path | None) -> None:
+                fold: bool, rankdir: RankDir, output: Path | None, profile: Path | None,
+                memory: Path | None) -> None:
     """The interactive viewer: every module can be opened in the page, so the page starts
     with the top-level modules and takes ``--expand`` as the modules opened on load."""
     if view is not GraphView.modules:
@@ -165,15 +180,21 @@ def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: 
     if output is None and sys.stdout.isatty():
         raise OutputError("the HTML viewer is a page of over 1 MB and stdout is a terminal.",
                           "Give -o model.html, or redirect stdout to a file.")
-    from modelviz.features.graph.interactive import interactive_html
+    from modelviz.features.graph import overlay
+    from modelviz.features.graph.interactive import viewer
     from modelviz.output import write_text
 
+    # the files first: a wrong one is one line before any model is built
+    timed = (overlay.load(profile, "profile"), profile) if profile is not None else None
+    planned = (overlay.load(memory, "memory"), memory) if memory is not None else None
     prepared = opts.load()
     with spinner("Running the forward pass"):
-        page = interactive_html(prepared, rankdir=rankdir.value, train=opts.train,
-                                expand=tuple(expand), fold=fold)
+        made = viewer(prepared, rankdir=rankdir.value, train=opts.train, expand=tuple(expand),
+                      fold=fold, profile=timed, memory=planned)
     if output is None:
-        typer.echo(page, nl=False)
-        return
-    write_text(output, page)
-    note(f"wrote {output} ({len(page.encode()):,} bytes); open it in a browser")
+        typer.echo(made.page, nl=False)
+    else:
+        write_text(output, made.page)
+        note(f"wrote {output} ({len(made.page.encode()):,} bytes); open it in a browser")
+    for line in made.notes:
+        note(line)

@@ -4,8 +4,10 @@ one choice of depth, opened modules and folding, decided after the pass from the
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,9 @@ from modelviz.core.hierarchy import (
 )
 from modelviz.core.records import Trace
 from modelviz.errors import SpecError
+from modelviz.features.graph.layout import LAYOUT_BUDGET
+from modelviz.features.graph.layout import cost as layout_cost
+from modelviz.features.graph.layout import ranks as layout_ranks
 from modelviz.features.graph.probe import KINDS, Flow, FlowEvent, Ref
 
 __all__ = ["DEFAULT_DEPTH", "FOLD_MIN", "MAX_NODES", "MAX_OPS", "MAX_REACH", "Cluster", "Edge",
@@ -463,60 +468,85 @@ def default_depth(trace: Trace) -> int:
 
 def build_graph(trace: Trace, flow: Flow, *, depth: int | None = None,
                 expand: tuple[str, ...] = (), fold: bool = True, title: str = "",
-                max_nodes: int | None = None) -> ModuleGraph:
+                max_nodes: int | None = None, budget: int | None = None) -> ModuleGraph:
     """The module graph at ``depth``, with ``expand`` opened one level further.
 
     Without ``depth``, the depth is ``default_depth`` and the graph is kept to ``max_nodes``
     (``MAX_NODES`` unless given; 0: no limit) by drawing closed, one at a time, the opened
     module whose code ran the most functional operations (then the one holding most nodes),
     never one in ``expand``; a module with more than ``MAX_OPS`` operation nodes inside is
-    drawn closed even in a graph that fits. With ``depth``, nothing is closed unless
-    ``max_nodes`` is given.
+    drawn closed even in a graph that fits. With ``depth``, nothing is closed for its size
+    unless ``max_nodes`` is given. Whatever the depth, a graph that Graphviz would take more
+    than a few seconds to lay out (``layout.cost`` over ``budget``, ``LAYOUT_BUDGET`` unless
+    given; 0: no limit) has modules drawn closed in the same way until it fits.
     """
     if depth is not None and depth < 1:
         raise SpecError(f"`depth={depth}`: the depth must be 1 or more.", "Use `depth=1` or more.")
     chosen = default_depth(trace) if depth is None else depth
     limit = (MAX_NODES if depth is None else 0) if max_nodes is None else max_nodes
+    budget = LAYOUT_BUDGET if budget is None else budget
+
+    def fits(graph: ModuleGraph) -> bool:
+        return ((not limit or len(graph.nodes) <= limit)
+                and (not budget or layout_cost(graph) <= budget))
+
     closed: list[str] = []
     graph, builder = _build(trace, flow, chosen, expand, fold, title, ())
     before = graph
-    while limit:
+    while limit or budget:
         busiest = _busiest(graph, builder)
-        if busiest is None or (len(graph.nodes) <= limit and busiest[1] <= MAX_OPS):
+        if busiest is None:
             break
-        closed.append(busiest[0])
+        if limit and (len(graph.nodes) > limit or busiest[1] > MAX_OPS):
+            closed.append(busiest[0])  # for the reader: the module busiest with operations
+        elif budget and layout_cost(graph) > budget:
+            trial = copy.deepcopy(graph)
+            if _collapse_ops(trial, fits)[0] and fits(trial):
+                break  # runs of operations drawn as one node each are enough: below
+            costliest = _costliest(graph, builder, layout_cost(graph) - budget)
+            if costliest is None:
+                break
+            closed.append(costliest)  # for Graphviz: what costs its layout most
+        else:
+            break
         graph, builder = _build(trace, flow, chosen, expand, fold, title, tuple(closed))
     notes: list[str] = []
+    slow = bool(budget) and layout_cost(before) > budget
+    why = ("so that Graphviz lays the graph out in seconds" if slow and (
+        not limit or len(before.nodes) <= limit) else "to keep the graph readable")
     if closed:
         hidden = sum(1 for n in before.nodes if n.kind == "op"
                      and any(_inside(n.module, name) for name in closed))
         names = ", ".join(closed)
+        inside = f", with the {hidden:,} functional operations inside," if hidden else ""
         notes.append(
-            f"{names} {'is' if len(closed) == 1 else 'are'} drawn closed, with the {hidden:,} "
-            f"functional operations inside, to keep the graph readable: "
+            f"{names} {'is' if len(closed) == 1 else 'are'} drawn closed{inside} {why}: "
             f"{len(graph.nodes):,} nodes instead of {len(before.nodes):,}. Open one "
-            f"with `expand={closed[0]}`, or draw everything with `depth={chosen}`.")
-    if limit and len(graph.nodes) > limit:
+            f"with `expand={closed[0]}`"
+            + (f", or draw everything with `depth={chosen}`." if depth is None and not slow
+               else "."))
+    if not fits(graph):
         # What is left over the limit are operations that closing cannot hide: the root's own
         # code (ssd300's box decoding, raft's refinement loop) or an expanded module's.
         count = len(graph.nodes)
-        merged, into, owners = _collapse_ops(graph, limit)
+        merged, into, owners = _collapse_ops(graph, fits)
         if merged:
             where = ", ".join(o or "the model's own forward" for o in owners)
             notes.append(
                 f"{merged:,} functional operations in {where} are drawn as {into:,} "
                 f"{'node,' if into == 1 else 'nodes, each'} a run of consecutive operations, "
-                f"to keep the graph readable: "
-                f"{len(graph.nodes):,} nodes instead of {count:,}. Draw each operation with "
-                f"`depth={chosen}`.")
+                f"{why}: {len(graph.nodes):,} nodes instead of {count:,}."
+                + (f" Draw each operation with `depth={chosen}`." if depth is None and not slow
+                   else ""))
     graph.notes.extend(notes)
     graph.closed = closed
     return graph
 
 
-def _collapse_ops(graph: ModuleGraph, limit: int) -> tuple[int, int, list[str]]:
+def _collapse_ops(graph: ModuleGraph, fits: Callable[[ModuleGraph], bool]) -> (
+        tuple[int, int, list[str]]):
     """Merge runs of consecutive operation nodes of one module's code (one call of it) into
-    one node each, the busiest code first, until the graph has at most ``limit`` nodes.
+    one node each, the busiest code first, until the graph ``fits``.
 
     Nodes are in execution order, so a run is a stretch of that order with nothing else in
     it: edges into and out of the run are kept, those inside it dropped, and no cycle is made.
@@ -533,7 +563,7 @@ def _collapse_ops(graph: ModuleGraph, limit: int) -> tuple[int, int, list[str]]:
     merged = into = 0
     owners: list[str] = []
     for key in sorted(counts, key=lambda k: -counts[k]):
-        if len(graph.nodes) <= limit:
+        if fits(graph):
             break
         runs: list[list[Node]] = []
         previous: Node | None = None
@@ -605,6 +635,48 @@ def _busiest(graph: ModuleGraph, builder: _Builder) -> tuple[str, int] | None:
         return None
     score, name = max(candidates)
     return name, score[0]
+
+
+def _costliest(graph: ModuleGraph, builder: _Builder, excess: int) -> str | None:
+    """The opened module to draw closed to cut ``excess`` off the layout's cost (its nodes, and
+    the edges inside it with their virtual nodes): the costliest that cuts no more than the
+    excess, if it cuts a quarter of it, else the cheapest that cuts it all, which hides least.
+    None when no module can be closed."""
+    modules = builder.trace.modules
+    rank = layout_ranks(graph)
+    module_of = {node.id: node.module for node in graph.nodes}
+    share: dict[str, int] = {}
+
+    def closable(name: str) -> list[str]:
+        """``name`` and the modules around it that may be drawn closed, innermost first."""
+        found = []
+        while name:
+            record = modules[name]
+            if record.calls and builder.opened(name) and name not in builder.expanded:
+                found.append(name)
+            name = record.parent or ""
+        return found
+
+    for node in graph.nodes:
+        for name in closable(node.module):
+            share[name] = share.get(name, 0) + 1
+    for edge in graph.edges:
+        span = abs(rank.get(edge.dst, 0) - rank.get(edge.src, 0)) - 1
+        if span > 0:
+            inside = set(closable(module_of.get(edge.src, "")))
+            for name in closable(module_of.get(edge.dst, "")):
+                if name in inside:  # the edge lies inside it: closing it removes the edge
+                    share[name] = share.get(name, 0) + span
+    costs = [(cost, name) for name, cost in share.items() if cost > 1]
+    if not costs:
+        return None
+    # A large part of the excess first (DenseNet's blocks, one at a time, not the whole of
+    # `features`), then the cheapest module that cuts what is left.
+    part = max((c for c in costs if c[0] <= excess), default=None)
+    enough = [c for c in costs if c[0] >= excess]
+    if part is not None and (part[0] * 4 >= excess or not enough):
+        return part[1]
+    return min(enough)[1]
 
 
 def _build(trace: Trace, flow: Flow, depth: int, expand: tuple[str, ...], fold: bool,

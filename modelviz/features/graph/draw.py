@@ -27,8 +27,9 @@ GRAPH_VIEWS = ("modules", "autograd")
 def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
          expand: str | tuple[str, ...] | list[str] = (), fold: bool = True,
          rankdir: str = "TB", show_saved: bool = False, show_attrs: bool = False,
-         train: bool = False, dot: str | Path | None = None) -> Drawing:
-    """The graph of a prepared model as a ``Drawing``, from one pass."""
+         train: bool = False, dot: str | Path | None = None, wrap: bool = True) -> Drawing:
+    """The graph of a prepared model as a ``Drawing``, from one pass; ``wrap``: a long
+    left-to-right graph wraps into rows."""
     if view not in GRAPH_VIEWS:
         raise SpecError(f"unknown graph view {view!r}.", "Use modules or autograd.")
     direction = rankdir.upper()
@@ -50,7 +51,7 @@ def draw(prepared: Prepared, *, view: str = "modules", depth: int | None = None,
     probe = graph_probe(prepared)
     result = session.run(prepared, train=train, probes=(probe,))
     return module_drawing(prepared, result, probe, depth=depth, expand=opened, fold=fold,
-                          rankdir=direction, dot=dot)
+                          rankdir=direction, dot=dot, wrap=wrap)
 
 
 def graph_probe(prepared: Prepared) -> DataflowProbe:
@@ -61,8 +62,10 @@ def graph_probe(prepared: Prepared) -> DataflowProbe:
 
 def module_drawing(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
                    depth: int | None = None, expand: tuple[str, ...] = (), fold: bool = True,
-                   rankdir: str = "TB", dot: str | Path | None = None) -> Drawing:
+                   rankdir: str = "TB", dot: str | Path | None = None,
+                   wrap: bool = True) -> Drawing:
     """The module view from a pass that ran ``probe``."""
     built = build_graph(trace, trace.probes[probe.name], depth=depth, expand=expand,
                         fold=fold, title=prepared.loaded.name)
-    return Drawing(to_dot(built, rankdir=rankdir), view="modules", graph=built, dot=dot)
+    return Drawing(to_dot(built, rankdir=rankdir, wrap=wrap), view="modules", graph=built,
+                   dot=dot)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelviz.core import session
@@ -22,16 +24,18 @@ from modelviz.core.formatting import human, shape_text
 from modelviz.core.hierarchy import fold_label, fold_runs, numbered, ordered_children
 from modelviz.core.records import Tree, iter_metas
 from modelviz.escape import html_text
+from modelviz.features.graph import overlay
 from modelviz.features.graph.build import FOLD_MIN, ModuleGraph, build_graph
 from modelviz.features.graph.dot import COLOURS
 from modelviz.features.graph.draw import graph_probe
+from modelviz.features.graph.overlay import Overlay
 from modelviz.features.graph.probe import KINDS, DataflowProbe
 
 if TYPE_CHECKING:
     from modelviz.core.records import Trace
     from modelviz.core.session import Prepared
 
-__all__ = ["interactive_html", "page", "viewer_data"]
+__all__ = ["Viewer", "interactive_html", "page", "viewer", "viewer_data"]
 
 _GEOMETRY = ("kernel_size", "stride", "padding", "dilation", "groups")
 
@@ -179,16 +183,18 @@ def _graph_json(trace: Trace, built: ModuleGraph) -> dict[str, Any]:
 
 def viewer_data(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
                 rankdir: str = "TB", expand: tuple[str, ...] = (),
-                fold: bool = True) -> dict[str, Any]:
+                fold: bool = True, overlays: tuple[Overlay, ...] = ()) -> dict[str, Any]:
     """What the page embeds: the module tree and the full-depth graphs, folded and not;
-    ``expand`` and ``fold`` are the state the page opens in when its URL has no fragment."""
+    ``expand`` and ``fold`` are the state the page opens in when its URL has no fragment;
+    ``overlays``, a profile's times and a memory plan's bytes per module (``overlay``)."""
     flow = trace.probes[probe.name]
     full = max((r.depth for r in trace.modules.values()), default=0) + 1
     title = prepared.loaded.name
     graphs = {
-        # expand= changes nothing at full depth; build_graph checks the names, with hints
+        # expand= changes nothing at full depth; build_graph checks the names, with hints.
+        # Everything, however large: the page lays out only what is open.
         key: _graph_json(trace, build_graph(trace, flow, depth=full, fold=folding,
-                                            expand=expand, title=title))
+                                            expand=expand, title=title, budget=0))
         for key, folding in (("fold", True), ("nofold", False))
     }
     return {
@@ -202,6 +208,7 @@ def viewer_data(prepared: Prepared, trace: Trace, probe: DataflowProbe, *,
         "kinds": dict(KINDS),
         "modules": _modules(trace, prepared, flow.kinds),
         "graphs": graphs,
+        **{o.kind: o.to_json() for o in overlays},
     }
 
 
@@ -227,12 +234,40 @@ def page(data: dict[str, Any]) -> str:
     return re.sub(r"@@([A-Z]+)@@", lambda match: parts[match.group(1)], _PAGE)
 
 
+@dataclass
+class Viewer:
+    """The page, and what the user should know about the figures laid over it."""
+
+    page: str
+    notes: list[str] = field(default_factory=list)
+
+
+def viewer(prepared: Prepared, *, rankdir: str = "TB", train: bool = False,
+           expand: tuple[str, ...] = (), fold: bool = True,
+           profile: tuple[dict[str, Any], str | Path] | None = None,
+           memory: tuple[dict[str, Any], str | Path] | None = None) -> Viewer:
+    """Run the model once and make the viewer page; ``profile`` and ``memory`` are the JSON of
+    ``modelviz profile`` and ``modelviz memory`` with the file each came from (read and checked
+    by ``overlay.load``), matched here with the model that ran."""
+    probe = graph_probe(prepared)
+    trace = session.run(prepared, train=train, probes=(probe,))
+    overlays: list[Overlay] = []
+    if profile is not None:
+        overlays.append(overlay.from_profile(profile[0], trace, prepared,
+                                             source=Path(profile[1]).name, path=profile[1]))
+    if memory is not None:
+        overlays.append(overlay.from_memory(memory[0], trace, source=Path(memory[1]).name,
+                                            path=memory[1]))
+    notes = [line for o in overlays for line in o.messages]
+    data = viewer_data(prepared, trace, probe, rankdir=rankdir, expand=expand, fold=fold,
+                       overlays=tuple(overlays))
+    return Viewer(page(data), notes)
+
+
 def interactive_html(prepared: Prepared, *, rankdir: str = "TB", train: bool = False,
                      expand: tuple[str, ...] = (), fold: bool = True) -> str:
     """Run the model once and return the viewer page."""
-    probe = graph_probe(prepared)
-    trace = session.run(prepared, train=train, probes=(probe,))
-    return page(viewer_data(prepared, trace, probe, rankdir=rankdir, expand=expand, fold=fold))
+    return viewer(prepared, rankdir=rankdir, train=train, expand=expand, fold=fold).page
 
 
 _PAGE = """<!DOCTYPE html>
@@ -251,10 +286,7 @@ img-src data:; connect-src data:; worker-src blob:">
 <input id="search" type="search" placeholder="search name or type" autocomplete="off">
 <button id="open-kind" type="button" disabled>open all of this kind</button>
 <label><input id="fold" type="checkbox" checked> fold repeats</label>
-<label>colour by <select id="metric">
-<option value="kind">layer kind</option><option value="flops">FLOPs</option>
-<option value="params">parameters</option><option value="memory">output memory</option>
-</select></label>
+<label>colour by <select id="metric"></select></label>
 <button id="fit" type="button">fit</button>
 <button id="actual" type="button">100%</button>
 <span id="status">laying out…</span>
@@ -262,7 +294,7 @@ img-src data:; connect-src data:; worker-src blob:">
 <main>
 <div id="canvas"><div id="stage"></div></div>
 <aside id="panel"><h2 id="panel-title">Details</h2><dl id="details"></dl>
-<div id="legend"></div></aside>
+<div id="legend"></div><div id="notes"></div></aside>
 </main>
 <script type="application/json" id="modelviz-data">@@DATA@@</script>
 <script>@@VIZ@@</script>

@@ -35,6 +35,7 @@ from modelviz.output import atomic_folder, check_replaceable, write_text
 if TYPE_CHECKING:
     from modelviz.core.records import Trace
     from modelviz.core.session import Prepared
+    from modelviz.features.graph.build import ModuleGraph
     from modelviz.features.summary.summary import Summary
 
 __all__ = ["PARTS", "REPORT_FILES", "ActivationsPart", "GraphPart", "MemoryPart", "OnnxPart",
@@ -46,6 +47,10 @@ MEMORY_OPTIMIZER = "adam"
 #: about 1.5 s of runs); the medians are rougher, the slowest layers the same.
 PROFILE_RUNS = 5
 PROFILE_WARMUP = 1
+#: Activation pictures a report shows without ``--layer``, and the candidates they are picked
+#: from once the graph is drawn.
+SHOWN_LAYERS = 4
+CANDIDATES = 8
 
 
 def _one_line(exc: BaseException) -> str:
@@ -117,7 +122,11 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
 
     directory = check_folder(folder)
     check_tolerance(atol)  # here, not inside the ONNX part: a typo is not a failed export
-    chosen = layers or tuple(representative_modules(prepared.model))
+    # Without --layer: more candidates than are shown, so that the four pictures can be of
+    # modules that the graph draws (a folded block's later members are not), picked after it.
+    chosen = layers or tuple(dict.fromkeys(representative_modules(prepared.model)
+                                           + representative_modules(prepared.model,
+                                                                    CANDIDATES)))
     graph_probe = make_graph_probe(prepared)
     probes: list[Any] = [graph_probe]
     acts = ActivationsPart()
@@ -136,8 +145,9 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
     # nothing of an earlier one stays behind.
     with atomic_folder(directory, _not_a_report) as staging:
         report = _write(prepared, trace, summary, staging, directory, graph_probe,
-                        activation_probe, acts, chosen=chosen, depth=depth, onnx=onnx,
-                        exporter=exporter, opset=opset, atol=atol, static=static, train=train,
+                        activation_probe, acts, chosen=chosen, picked=bool(layers),
+                        depth=depth, onnx=onnx, exporter=exporter, opset=opset, atol=atol,
+                        static=static, train=train,
                         dot=dot, memory=memory, profile=profile, stage=stage, terms=terms)
     report.relocate(directory)
     return report
@@ -145,18 +155,20 @@ def build(prepared: Prepared, folder: str | Path, *, layers: tuple[str, ...] = (
 
 def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, final: Path,
            graph_probe: Any, activation_probe: Any, acts: ActivationsPart, *,
-           chosen: tuple[str, ...], depth: int | None, onnx: bool, exporter: str,
-           opset: int | None, atol: float | None, static: bool, train: bool,
+           chosen: tuple[str, ...], picked: bool, depth: int | None, onnx: bool,
+           exporter: str, opset: int | None, atol: float | None, static: bool, train: bool,
            dot: str | Path | None, memory: bool, profile: bool, stage: Stage,
            terms: Callable[[str], str]) -> Report:
     """Every part into ``directory``, then the page and report.json that list them (report.json
     names ``final``, where the folder will be)."""
     summary_part = _summary_part(summary, directory)
     with stage("Drawing the graph"):
-        graph = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
+        graph, drawn = _graph_part(prepared, trace, graph_probe, directory, depth, dot)
     if activation_probe is not None:
         with stage("Drawing the activations"), _attempt(acts):
-            _activations(prepared, trace, activation_probe, chosen, directory, acts)
+            shown = None if picked else _shown_in(drawn, chosen, trace)
+            _activations(prepared, trace, activation_probe, shown or chosen, directory, acts,
+                         keep=shown)
     onnx_part = OnnxPart()
     if not onnx:
         onnx_part.error = "skipped (`onnx=False`)."
@@ -180,6 +192,8 @@ def _write(prepared: Prepared, trace: Trace, summary: Summary, directory: Path, 
     else:
         with stage("Timing the layers"), _attempt(profile_part):
             _profile(prepared, trace, directory, profile_part, train=train)
+    with stage("Writing the interactive graph"):
+        _viewer(prepared, trace, graph_probe, directory, graph, memory_part, profile_part)
     report = Report(folder=directory, model=prepared.loaded.name, inputs=summary.inputs,
                     summary=summary_part, graph=graph, activations=acts, onnx=onnx_part,
                     memory=memory_part, profile=profile_part)
@@ -210,37 +224,77 @@ def _summary_part(summary: Summary, directory: Path) -> SummaryPart:
 
 
 def _graph_part(prepared: Prepared, trace: Trace, probe: Any, directory: Path,
-                depth: int | None, dot: str | Path | None) -> GraphPart:
+                depth: int | None, dot: str | Path | None) -> tuple[GraphPart, ModuleGraph | None]:
+    """graph.svg, and the graph drawn in it (None if it could not be built)."""
     from modelviz.features.graph.draw import module_drawing
     from modelviz.output import write_bytes
 
     part = GraphPart()
+    built = None
     with _attempt(part):
         drawing = module_drawing(prepared, trace, probe, depth=depth, dot=dot)
-        part.nodes = len(drawing.graph.nodes) if drawing.graph is not None else 0
+        built = drawing.graph
+        part.nodes = len(built.nodes) if built is not None else 0
         rendered = drawing.render("svg")
         part.files.append(write_bytes(directory / "graph.svg", rendered.data))
         part.warnings = list(rendered.warnings)
-    # The interactive page lays out in the browser (Graphviz as WebAssembly), so it is written
-    # even where the dot program is missing; it comes from the same pass.
+    return part, built
+
+
+def _shown_in(graph: ModuleGraph | None, candidates: tuple[str, ...], trace: Trace,
+              count: int = SHOWN_LAYERS) -> tuple[str, ...]:
+    """Of the candidate layers, ``count`` spread from input to output among those the graph
+    draws as nodes (then as frames, when nodes are too few), in the order they ran."""
+    ran = [c for c in candidates if c in trace.modules and trace.modules[c].calls]
+    ran.sort(key=lambda name: trace.modules[name].calls[0].index)
+    if graph is None:
+        return tuple(ran[:count])
+    nodes = {n.module for n in graph.nodes if n.kind == "module"}
+    framed = {c.id.removeprefix("cluster_").split("@")[0] for c in graph.clusters}
+    pool = [c for c in ran if c in nodes]
+    if len(pool) < count:
+        pool = [c for c in ran if c in nodes or c in framed]
+    pool = pool or ran
+    if len(pool) <= count:
+        return tuple(pool)
+    picks = sorted({round(i * (len(pool) - 1) / (count - 1)) for i in range(count)})
+    return tuple(pool[i] for i in picks)
+
+
+def _viewer(prepared: Prepared, trace: Trace, probe: Any, directory: Path, part: GraphPart,
+            memory: MemoryPart, profile: ProfilePart) -> None:
+    """graph.html, with the memory plan's and the profile's figures per module. The page lays
+    out in the browser (Graphviz as WebAssembly), so it is written even where the dot program
+    is missing; it comes from the same pass."""
     try:
+        from modelviz.features.graph import overlay
         from modelviz.features.graph.interactive import page, viewer_data
 
+        overlays = []
+        if profile.profile is not None:
+            overlays.append(overlay.profile_of(profile.profile, trace, prepared))
+        if memory.plan is not None:
+            overlays.append(overlay.from_plan(memory.plan, trace, source="the report's memory "
+                                              "plan"))
         part.viewer = write_text(directory / "graph.html",
-                                 page(viewer_data(prepared, trace, probe)))
+                                 page(viewer_data(prepared, trace, probe,
+                                                  overlays=tuple(overlays))))
         part.files.append(part.viewer)
     except Exception as exc:  # the SVG may still be there: say why the page is not
         part.warnings.append(f"graph.html not written: {_one_line(exc)}")
-    return part
 
 
 def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str, ...],
-                 directory: Path, part: ActivationsPart) -> None:
-    """The statistics and grids; the part holds them only once both are made."""
+                 directory: Path, part: ActivationsPart,
+                 keep: tuple[str, ...] | None = None) -> None:
+    """The statistics and grids (of the layers in ``keep`` only, if given); the part holds
+    them only once both are made."""
     from modelviz.features.activations.measure import activation_report
     from modelviz.features.activations.pictures import write_images
 
     result = activation_report(prepared, trace, probe, layers=chosen)
+    if keep is not None:
+        result.layers = [layer for layer in result.layers if layer.name in keep]
     part.files += write_images(result, directory / "activations")
     part.result = result
 

@@ -54,11 +54,18 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.
 .tools button{font:inherit;margin-right:4px;padding:1px 8px}
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #eaeef2}
 tr.dead td{background:#fff8c5}tr.bad td{background:#ffebe9}
+nav.toc{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:6px 16px;margin:12px 0}
+nav.toc a{margin-right:14px;white-space:nowrap}
+h2 a.anchor{color:#8c959f;text-decoration:none;margin-left:6px;font-weight:normal;
+visibility:hidden}h2:hover a.anchor{visibility:visible}
+iframe.viewer{display:block;width:100%;height:80vh;border:1px solid #eaeef2;background:#fff}
+details.static{margin-top:10px}details.static summary{cursor:pointer;color:#59636e}
 """
 
 # Zoom by buttons or ctrl/cmd + wheel; the graph's own size is 100%. The SVG's size is read in
-# px and written in px (writing pt made 100% 133%); fit fits the width and the box's 80vh.
-# Marks the page ready so a headless browser test can tell that the script ran to the end.
+# px and written in px (writing pt made 100% 133%); fit fits the width and the box's 80vh, also
+# when the static drawing is unfolded. A link that opens a node in the embedded viewer scrolls
+# to it. Marks the page ready so a headless browser test can tell that the script ran to the end.
 SCRIPT = """
 (function(){
   var box=document.querySelector('.graph'), svg=box&&box.querySelector('svg');
@@ -72,8 +79,13 @@ SCRIPT = """
       b.addEventListener('click',function(){zoom(parseFloat(b.dataset.zoom));});});
     box.addEventListener('wheel',function(e){if(e.ctrlKey||e.metaKey){e.preventDefault();
       zoom(e.deltaY<0?1.15:1/1.15);}},{passive:false});
-    zoom(0);
+    var folded=box.closest('details');
+    if(folded)folded.addEventListener('toggle',function(){if(folded.open)zoom(0);});
+    zoom(box.clientWidth?0:1);
   }
+  var viewer=document.getElementById('graph');
+  document.querySelectorAll('a[target="graph-viewer"]').forEach(function(a){
+    a.addEventListener('click',function(){if(viewer)viewer.scrollIntoView();});});
   document.body.dataset.ready='1';
 })();
 """
@@ -136,8 +148,10 @@ def _summary(part: SummaryPart, profile: Profile | None = None, *,
         numeric.add(len(headers) - 1)
     totals = _table(["Total", ""], [[_e(a), _e(b)] for a, b in footer_lines(summary.totals)],
                     {1}, "totals")
-    return (f'<section id="summary"><h2>Summary</h2>{_failure(part)}{totals}</section>',
-            f'<section id="layers"><h2>Layers</h2>{_table(headers, rows, numeric, "layers")}'
+    return (f'<section id="summary">{_heading("Summary", "summary")}{_failure(part)}{totals}'
+            "</section>",
+            f'<section id="layers">{_heading("Layers", "layers")}'
+            f'{_table(headers, rows, numeric, "layers")}'
             '<p class="muted">Also in <a href="summary.md">summary.md</a> and '
             '<a href="summary.json">summary.json</a>.</p></section>')
 
@@ -149,20 +163,43 @@ def _inline_svg(path: Path) -> str:
 
 
 def _graph(part: GraphPart) -> str:
-    body = _failure(part)
-    viewer = (' · <a href="graph.html">interactive graph</a> (open modules, search, colour '
-              'by FLOPs)' if part.viewer is not None else "")
+    """The interactive viewer (graph.html, beside the page) embedded, with the static drawing
+    (graph.svg, inline so that the page alone still shows it) folded under it; a layer's link
+    elsewhere on the page opens its node in the viewer (``target="graph-viewer"``)."""
+    body = _failure(part) + "".join(f'<p class="muted">{_e(w)}</p>' for w in part.warnings)
     svg = next((f for f in part.files if f.suffix == ".svg"), None)
+    nodes = part.nodes or 0
+    if part.viewer is not None:
+        body += ('<p class="muted">Click a module to open it, its frame to close it; search, '
+                 'colour by FLOPs, parameters, memory or time; '
+                 '<a href="graph.html" target="_blank">open in its own tab</a>.</p>'
+                 '<iframe class="viewer" name="graph-viewer" src="graph.html" '
+                 'title="interactive graph"></iframe>')
     if svg is not None:
-        nodes = part.nodes or 0
-        body += ('<p class="tools"><button data-zoom="1.25">+</button>'
-                 '<button data-zoom="0.8">−</button><button data-zoom="0">fit</button>'
-                 '<span id="zoom" class="muted"></span> <span class="muted">· ctrl + wheel '
-                 f'zooms · {nodes} nodes · <a href="graph.svg">graph.svg</a>{viewer}</span></p>'
-                 f'<div class="graph">{_inline_svg(svg)}</div>')
-    elif viewer:
-        body += f'<p class="muted">{viewer.removeprefix(" · ")}</p>'
-    return f'<section id="graph"><h2>Graph</h2>{body}</section>'
+        drawing = ('<p class="tools"><button data-zoom="1.25">+</button>'
+                   '<button data-zoom="0.8">−</button><button data-zoom="0">fit</button>'
+                   '<span id="zoom" class="muted"></span> <span class="muted">· ctrl + wheel '
+                   f'zooms · {nodes} nodes · <a href="graph.svg">graph.svg</a></span></p>'
+                   f'<div class="graph">{_inline_svg(svg)}</div>')
+        body += (f'<details class="static"><summary>Static drawing ({nodes} nodes, graph.svg)'
+                 f"</summary>{drawing}</details>" if part.viewer is not None else drawing)
+    return f'<section id="graph">{_heading("Graph", "graph")}{body}</section>'
+
+
+def _heading(title: str, anchor: str) -> str:
+    return f'<h2>{_e(title)}<a class="anchor" href="#{anchor}" aria-label="link">#</a></h2>'
+
+
+#: The page's sections in order: anchor and title, for the table of contents.
+SECTIONS = (("summary", "Summary"), ("memory", "Memory"), ("profile", "Time"),
+            ("graph", "Graph"), ("onnx", "ONNX"), ("activations", "Activations"),
+            ("layers", "Layers"))
+
+
+def _contents() -> str:
+    return ('<nav class="toc" id="contents"><strong>Contents</strong> '
+            + "".join(f'<a href="#{anchor}">{_e(title)}</a>' for anchor, title in SECTIONS)
+            + "</nav>")
 
 
 def _in_viewer(label: str, name: str, viewer: bool) -> str:
@@ -172,7 +209,8 @@ def _in_viewer(label: str, name: str, viewer: bool) -> str:
         return code
     from urllib.parse import quote
 
-    return f'<a href="graph.html#node={_e(quote(name, safe=""))}">{code}</a>'
+    return (f'<a href="graph.html#node={_e(quote(name, safe=""))}" target="graph-viewer">'
+            f"{code}</a>")
 
 
 def _onnx(part: OnnxPart) -> str:
@@ -196,7 +234,7 @@ def _onnx(part: OnnxPart) -> str:
         if ops:
             body += "<h3>Operators</h3><p class=\"mono\">" + ", ".join(
                 f"{_e(op)} ×{n}" for op, n in ops) + "</p>"
-    return f'<section id="onnx"><h2>ONNX</h2>{body}</section>'
+    return f'<section id="onnx">{_heading("ONNX", "onnx")}{body}</section>'
 
 
 def _onnx_parity(result: ExportResult) -> str:
@@ -228,30 +266,32 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-def _activations(part: ActivationsPart) -> str:
+def _activations(part: ActivationsPart, viewer: bool = False) -> str:
     body = _failure(part)
     result = part.result
     if result is not None:
         rows, classes, figures = [], [], []
         for layer in result.layers:
             s = layer.stats
-            rows.append([f"<code>{_e(layer.name)}</code> <span class=\"muted\">({_e(layer.type)})"
-                         "</span>", _e(list(layer.shape)), _number(s.mean), _number(s.std),
-                         _number(s.min), _number(s.max), f"{s.zero_fraction * 100:.1f}",
-                         f"{s.nan_count:,}", f"{s.inf_count:,}"])
+            rows.append([f"{_in_viewer(layer.name, layer.name, viewer)} <span class=\"muted\">"
+                         f"({_e(layer.type)})</span>", _e(list(layer.shape)),
+                         _number(s.mean), _number(s.std), _number(s.min), _number(s.max),
+                         f"{s.zero_fraction * 100:.1f}", f"{s.nan_count:,}",
+                         f"{s.inf_count:,}"])
             classes.append("bad" if layer.nonfinite else "dead" if layer.dead else "")
             if layer.image is not None:
                 data = base64.b64encode(layer.image.read_bytes()).decode()
                 figures.append(f'<figure id="act-{_e(layer.name)}"><img alt="{_e(layer.name)}" '
                                f'src="data:image/png;base64,{data}"><figcaption class="muted">'
-                               f"{_e(layer.name)}</figcaption></figure>")
+                               f"{_in_viewer(layer.name, layer.name, viewer)}</figcaption>"
+                               "</figure>")
         body += _table(["Layer (type)", "Shape", "Mean", "Std", "Min", "Max", "Zeros %", "NaN",
                         "Inf"], rows, {2, 3, 4, 5, 6, 7, 8}, "stats", classes)
         body += "".join(figures)
-    return f'<section id="activations"><h2>Activations</h2>{body}</section>'
+    return f'<section id="activations">{_heading("Activations", "activations")}{body}</section>'
 
 
-def _memory(part: MemoryPart) -> str:
+def _memory(part: MemoryPart, viewer: bool = False) -> str:
     """The plan's headline figures and the top-level layers' bytes (memory.json has them all)."""
     from modelviz.core.formatting import binary_size as size
 
@@ -271,8 +311,8 @@ def _memory(part: MemoryPart) -> str:
         body += (f'<p class="muted">batch {_e(plan.batch_size)} · {_e(plan.dtype)} · '
                  f"{_e(plan.device)}</p>" + _table(["", ""], facts, {1}, "memory"))
         per = plan.per_module
-        rows = [[f"<code>{_e(name or plan.model)}</code> <span class=\"muted\">({_e(kind)})"
-                 "</span>", _e(size(per.parameters.get(name, 0))),
+        rows = [[f"{_in_viewer(name or plan.model, name, viewer)} <span class=\"muted\">"
+                 f"({_e(kind)})</span>", _e(size(per.parameters.get(name, 0))),
                  _e(size(per.gradients.get(name, 0))) if training else "–",
                  _e(size(per.optimizer.get(name, 0))) if training else "–",
                  _e(size(per.activations.get(name, 0))) if training else "–"]
@@ -282,10 +322,10 @@ def _memory(part: MemoryPart) -> str:
         body += ('<p class="muted">Counted: every tensor the step allocates, as CUDA\'s caching '
                  "allocator rounds it; not the CUDA context, kernels' workspaces or "
                  'fragmentation. All of it in <a href="memory.json">memory.json</a>.</p>')
-    return f'<section id="memory"><h2>Memory</h2>{body}</section>'
+    return f'<section id="memory">{_heading("Memory", "memory")}{body}</section>'
 
 
-def _profile(part: ProfilePart) -> str:
+def _profile(part: ProfilePart, viewer: bool = False) -> str:
     """The forward's time and the slowest layers; every module's time is in the layer table."""
     body = _failure(part)
     profile = part.profile
@@ -295,7 +335,8 @@ def _profile(part: ProfilePart) -> str:
                  f"{_e(profile.method)}, on {_e(profile.device)}; the timing hooks cost "
                  f"{profile.hook_overhead * 100:+.1f}%.</p>")
         total = profile.total_ms
-        rows = [[f"<code>{_e(m.name)}</code> <span class=\"muted\">({_e(m.type)})</span>",
+        rows = [[f"{_in_viewer(m.name, m.name, viewer)} <span class=\"muted\">({_e(m.type)})"
+                 "</span>",
                  f"{m.self_ms:.3f}", f"{m.spread_ms:.3f}",
                  f"{m.self_ms / total * 100:.1f}%" if total else "–"]
                 for m in profile.slowest()]
@@ -305,20 +346,20 @@ def _profile(part: ProfilePart) -> str:
                               "slowest"))
         body += ('<p class="muted">Every layer\'s time is in the Layers table below; all of it '
                  'in <a href="profile.json">profile.json</a>.</p>')
-    return f'<section id="profile"><h2>Time</h2>{body}</section>'
+    return f'<section id="profile">{_heading("Time", "profile")}{body}</section>'
 
 
 def render_index(report: Report) -> str:
     """The whole page, from the report's typed parts (each holds what its section shows)."""
     badges = "".join(_badge(p) for p in report.parts.values())
     trace = report.summary.summary.trace
-    totals, layers = _summary(report.summary, report.profile.profile,
-                              viewer=report.graph.viewer is not None)
+    viewer = report.graph.viewer is not None
+    totals, layers = _summary(report.summary, report.profile.profile, viewer=viewer)
     body = (f"<h1>{_e(report.model)}</h1><p class=\"muted\">{_e(trace.model_type)} · "
             f"{_e(inputs_label(report.inputs))} · {_e(trace.device)}</p><p>{badges}</p>"
-            + totals + _memory(report.memory) + _profile(report.profile)
-            + _graph(report.graph) + _onnx(report.onnx) + _activations(report.activations)
-            + layers)
+            + _contents() + totals + _memory(report.memory, viewer)
+            + _profile(report.profile, viewer) + _graph(report.graph) + _onnx(report.onnx)
+            + _activations(report.activations, viewer) + layers)
     title = f"modelviz report: {report.model}"
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
             f'</title><meta name="viewport" content="width=device-width,initial-scale=1">'

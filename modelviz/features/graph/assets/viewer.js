@@ -23,6 +23,7 @@
     }
     return String(v) + (unit ? " " + unit : "");
   }
+  function ms(v) { return (v >= 100 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3)) + " ms"; }
   function bytes(v) {
     var steps = [[1073741824, "GB"], [1048576, "MB"], [1024, "KB"]];
     for (var i = 0; i < steps.length; i++) if (v >= steps[i][0]) return (v / steps[i][0]).toFixed(2) + " " + steps[i][1];
@@ -114,15 +115,37 @@
     var q = state.search, m = unit.module;
     return m.toLowerCase().indexOf(q) >= 0 || M[m].type.toLowerCase().indexOf(q) >= 0;
   }
+  // Figures from a profile and a memory plan (data.profile, data.memory), when the page has
+  // them: a module's [total ms, self ms, share] and [parameter, gradient, optimizer state,
+  // saved activation bytes].
+  function figure(kind, m) {
+    var o = data[kind];
+    return o && hasOwn(o.modules, m) ? o.modules[m] : null;
+  }
+  function timeOf(m) { var f = figure("profile", m); return f ? f[0] : null; }
+  function stepBytes(m) { var f = figure("memory", m); return f ? f[0] + f[1] + f[2] + f[3] : null; }
+  // a folded run's node stands for every member: their own figures, summed
+  function runTotal(of, m) {
+    var run = state.fold ? M[m].run : null;
+    if (!run) return of(m);
+    var total = null;
+    run.forEach(function (member) { var v = of(member); if (v !== null) total = (total || 0) + v; });
+    return total;
+  }
+  var METRICS = { kind: "layer kind", flops: "FLOPs", params: "parameters", memory: "output memory" };
+  if (data.profile) METRICS.time = "time";
+  if (data.memory) METRICS.train_memory = "training memory";
   function metricValue(unit) {
     if (!unit.module) return null;
-    var r = M[unit.module], times = unit.repeat || 1;
+    var m = unit.module, r = M[m], times = unit.repeat || 1;
     if (state.metric === "flops") return r.flops * times;
     if (state.metric === "params") return r.params * times;
     if (state.metric === "memory") return r.output_bytes * times;
+    if (state.metric === "time") return times > 1 ? runTotal(timeOf, m) : timeOf(m);
+    if (state.metric === "train_memory") return times > 1 ? runTotal(stepBytes, m) : stepBytes(m);
     return null;
   }
-  var RAMP = [[255, 247, 188], [254, 196, 79], [240, 59, 32]];
+  var RAMP = [[255, 247, 188], [254, 196, 79], [240, 59, 32]], NONE = "#f9fafb";
   function ramp(t) {
     var seg = t <= 0.5 ? 0 : 1, u = t <= 0.5 ? t * 2 : (t - 0.5) * 2, a = RAMP[seg], b = RAMP[seg + 1];
     var hex = function (i) { var v = Math.round(a[i] + (b[i] - a[i]) * u); return (v < 16 ? "0" : "") + v.toString(16); };
@@ -133,13 +156,14 @@
     if (state.metric !== "kind") {
       list.forEach(function (u) { var v = metricValue(u); if (v) { max = Math.max(max, v); min = Math.min(min, v); } });
     }
-    var span = max > min ? Math.log(max) - Math.log(min) : 0;
+    var span = max > min ? Math.log(max) - Math.log(min) : 0, empty = 0;
     list.forEach(function (u) {
       if (state.metric === "kind" || !u.module) { out[u.key] = C[u.layer] || C.other; return; }
       var v = metricValue(u) || 0;  // log scale from the smallest value drawn to the largest
-      out[u.key] = v <= 0 ? "#f9fafb" : ramp(span ? (Math.log(v) - Math.log(min)) / span : 1);
+      if (v <= 0) empty += 1;
+      out[u.key] = v <= 0 ? NONE : ramp(span ? (Math.log(v) - Math.log(min)) / span : 1);
     });
-    return { fill: out, max: max, min: max ? min : 0 };
+    return { fill: out, max: max, min: max ? min : 0, empty: empty };
   }
 
   function frameLabel(m) {
@@ -156,7 +180,7 @@
     var list = Array.from(graph.units.values());
     var lines = [
       "digraph modelviz {",
-      '  graph [rankdir=' + (data.rankdir === "LR" ? "LR" : "TB") + ', fontname="Helvetica", fontsize=11, nodesep=0.3, ranksep=0.35, newrank=true];',
+      '  graph [rankdir=' + (data.rankdir === "LR" ? "LR" : "TB") + ', fontname="Helvetica", fontsize=11, nodesep=0.3, ranksep=0.35];',
       '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, margin="0.16,0.05", penwidth=0.8, color="#4b5563"];',
       '  edge [fontname="Helvetica", fontsize=8, fontcolor="#374151", color="#6b7280", arrowsize=0.6];'];
     domIds = {};
@@ -245,7 +269,7 @@
     while (stage.firstChild) stage.removeChild(stage.firstChild);
     stage.appendChild(svg);
     if (!view.fitted) { fit(); view.fitted = true; } else applyView();
-    legend(colour.min, colour.max);
+    legend(colour.min, colour.max, colour.empty);
     details();
     var n = graph.units.size, hits = Array.from(graph.units.values()).filter(matches).length;
     $("status").textContent = notice + n + " nodes" + (state.search ? " · " + hits + " match" + (hits === 1 ? "" : "es") : "");
@@ -253,7 +277,14 @@
     writeHash();
   }
 
-  function legend(min, max) {
+  function swatch(box, fill, text) {
+    var row = document.createElement("div"), sw = document.createElement("span"), t = document.createElement("span");
+    row.className = "item"; sw.className = "swatch";
+    sw.style.background = fill;
+    t.textContent = text;
+    row.appendChild(sw); row.appendChild(t); box.appendChild(row);
+  }
+  function legend(min, max, empty) {
     var box = $("legend");
     while (box.firstChild) box.removeChild(box.firstChild);
     var head = document.createElement("strong");
@@ -263,27 +294,30 @@
       var present = new Set();
       units.forEach(function (u) { if (u.module) present.add(u.layer); });
       Object.keys(data.kinds).forEach(function (k) {
-        if (!present.has(k)) return;
-        var row = document.createElement("div"), sw = document.createElement("span"), t = document.createElement("span");
-        row.className = "item"; sw.className = "swatch";
-        sw.style.background = data.colours[k] || data.colours.other;
-        t.textContent = data.kinds[k];
-        row.appendChild(sw); row.appendChild(t); box.appendChild(row);
+        if (present.has(k)) swatch(box, data.colours[k] || data.colours.other, data.kinds[k]);
       });
       return;
     }
-    var names = { flops: "FLOPs", params: "Parameters", memory: "Output memory" };
+    var names = { flops: "FLOPs", params: "Parameters", memory: "Output memory",
+                  time: "Time, total", train_memory: "Training step memory" };
     head.textContent = names[state.metric] + " (log scale)";
     var bar = document.createElement("div"), ends = document.createElement("div");
     bar.className = "ramp";
     bar.style.background = "linear-gradient(to right, " + ramp(0) + ", " + ramp(0.5) + ", " + ramp(1) + ")";
     ends.className = "ends";
     var lo = document.createElement("span"), hi = document.createElement("span");
-    var text = function (v) { return state.metric === "memory" ? bytes(v) : human(v); };
+    var text = function (v) {
+      return state.metric === "memory" || state.metric === "train_memory" ? bytes(v)
+        : state.metric === "time" ? ms(v) : human(v);
+    };
     lo.textContent = text(min);
     hi.textContent = text(max);
     ends.appendChild(lo); ends.appendChild(hi);
     box.appendChild(bar); box.appendChild(ends);
+    if (empty) {
+      swatch(box, NONE, state.metric === "time" ? "not timed" : state.metric === "train_memory"
+        ? "not in the memory plan" : "none");
+    }
   }
 
   function row(dl, label, value) {
@@ -296,7 +330,14 @@
     while (dl.firstChild) dl.removeChild(dl.firstChild);
     var name = state.selected;
     $("open-kind").disabled = true;
-    if (name === null) { title.textContent = "Details"; row(dl, "Model", data.model_type); row(dl, "Parameters", group(data.params)); row(dl, "FLOPs", group(data.flops) + " (" + human(data.flops) + ")"); return; }
+    if (name === null) {
+      title.textContent = "Details";
+      row(dl, "Model", data.model_type);
+      row(dl, "Parameters", group(data.params));
+      row(dl, "FLOPs", group(data.flops) + " (" + human(data.flops) + ")");
+      modelFigures(dl);
+      return;
+    }
     var m = isModule(name) ? name : null;
     if (m === null) {
       var u = units && units.get(name);
@@ -322,6 +363,54 @@
     row(dl, "Output memory", bytes(r.output_bytes));
     Object.keys(r.geometry).forEach(function (k) { row(dl, k, JSON.stringify(r.geometry[k])); });
     if (r.children.length) row(dl, "Children", String(r.children.length));
+    moduleFigures(dl, m);
+  }
+  // The profile's and the memory plan's figures: the whole model's, then a module's.
+  function modelFigures(dl) {
+    var p = data.profile, mem = data.memory;
+    if (p) {
+      var t = p.totals;
+      row(dl, "Forward time", ms(t.total_ms) + " (median of " + t.runs + " runs, " + t.method + ", " + t.device + ")");
+    }
+    if (mem) {
+      var b = mem.totals;
+      if (b.training_peak_bytes !== null) row(dl, "Training peak", bytes(b.training_peak_bytes) + " (" + b.optimizer + ", batch " + b.batch_size + ", in " + b.training_peak_phase + ")");
+      row(dl, "Inference peak", bytes(b.inference_peak_bytes) + " (batch " + b.batch_size + ")");
+    }
+  }
+  function moduleFigures(dl, m) {
+    var t = figure("profile", m), b = figure("memory", m), run = state.fold ? M[m].run : null;
+    if (data.profile) {
+      if (!t) row(dl, "Time", "not timed in " + data.profile.source);
+      else {
+        row(dl, "Time, total", ms(t[0]));
+        row(dl, "Time, self", ms(t[1]));
+        row(dl, "Share of forward", (t[2] * 100).toFixed(1) + "%");
+        if (run) row(dl, "Time, all " + run.length, ms(runTotal(timeOf, m)));
+      }
+    }
+    if (data.memory) {
+      if (!b) row(dl, "Memory", "not in " + data.memory.source + " (deeper than its --depth)");
+      else {
+        row(dl, "Parameter memory", bytes(b[0]));
+        row(dl, "Gradients", bytes(b[1]));
+        row(dl, "Optimizer state", bytes(b[2]));
+        row(dl, "Saved activations", bytes(b[3]));
+        if (run) row(dl, "Step memory, all " + run.length, bytes(runTotal(stepBytes, m)));
+      }
+    }
+  }
+  function notes() {
+    var box = $("notes");
+    ["profile", "memory"].forEach(function (kind) {
+      if (!data[kind]) return;
+      data[kind].notes.forEach(function (text) {
+        var p = document.createElement("p");
+        p.className = "note";
+        p.textContent = text;
+        box.appendChild(p);
+      });
+    });
   }
 
   // --- the URL fragment -----------------------------------------------------------------------
@@ -347,7 +436,7 @@
     }
     state.fold = p.get("fold") !== "0";
     var metric = p.get("color");
-    state.metric = metric === "flops" || metric === "params" || metric === "memory" ? metric : "kind";
+    state.metric = metric !== null && hasOwn(METRICS, metric) ? metric : "kind";
     state.open = new Set();
     var missing = [];
     p.getAll("expand").forEach(function (value) {
@@ -432,6 +521,12 @@
   });
 
   $("model-title").textContent = data.title;
+  Object.keys(METRICS).forEach(function (k) {
+    var option = document.createElement("option");
+    option.value = k; option.textContent = METRICS[k];
+    $("metric").appendChild(option);
+  });
+  notes();
   readHash();
   details();
   Viz.instance().then(function (instance) { viz = instance; render(); }, function (err) {
