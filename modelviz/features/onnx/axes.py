@@ -31,6 +31,8 @@ WORDS = ("auto", "batch", "seq", "none")
 _AXIS = re.compile(r"^(?P<input>[A-Za-z_][\w.]*):(?P<axis>-?\d+)(?:=(?P<name>[A-Za-z_]\w*))?$")
 #: The name of the batch axis in every file modelviz writes.
 BATCH = "batch"
+#: torchvision's detection outputs: their rows are the same detections.
+_DETECTION = frozenset({"boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores"})
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,12 @@ def parse_dynamic(values: str | Iterable[str] | None, *, static: bool = False) -
         if lowered in ("none", "static"):
             spec.batch = "off"
         elif lowered == "batch":
-            spec.batch = "off" if static else "on"
+            if static:
+                raise SpecError("`static` fixes the batch that `dynamic=batch` asks to vary.",
+                                "Give one of them.")
+            spec.batch = "on"
         elif lowered == "seq":
             spec.seq = True
-            if not static:
-                spec.batch = "on" if spec.batch == "on" else spec.batch
         else:
             match = _AXIS.match(word)
             if match is None:
@@ -279,7 +282,12 @@ def output_mapping(outputs: list[tuple[str, list[int | str]]], mapping: dict[str
                 if symbol in mapping or symbol in extra or symbol in known:
                     continue
                 base = re.sub(r"\W+", "_", name).strip("_") or "output"
-                extra[symbol] = f"num_{base}" if axis == 0 else f"{base}_dim{axis}"
+                key, _, index = base.rpartition("_")
+                if axis == 0 and (base in _DETECTION or (index.isdigit() and key in _DETECTION)):
+                    # boxes, scores and labels of one image: one count, however many symbols
+                    extra[symbol] = "num_detections" + (f"_{index}" if index.isdigit() else "")
+                else:
+                    extra[symbol] = f"num_{base}" if axis == 0 else f"{base}_dim{axis}"
     return extra
 
 

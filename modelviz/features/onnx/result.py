@@ -45,6 +45,8 @@ class Parity:
     comparison: str = "elementwise"
     #: The size of each dynamic axis in this run (``{"batch": 2, "seq": 19}``), if any.
     sizes: dict[str, int] | None = None
+    #: The largest error allowed, where it is not ``atol`` (matched detections: compare.py).
+    tolerance: float | None = None
 
     @property
     def informative(self) -> bool:
@@ -52,16 +54,20 @@ class Parity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "batch": self.batch, "sizes": self.sizes,
-                "comparison": self.comparison, "max_abs_error": self.max_abs_error,
+                "comparison": self.comparison, "tolerance": self.tolerance,
+                "max_abs_error": self.max_abs_error,
                 "max_rel_error": self.max_rel_error, "ok": self.ok,
                 "informative": self.informative, "uninformative_reason": self.uninformative}
 
 
 @dataclass
 class Divergence:
-    """The first module whose output in ONNX Runtime differs from torch's beyond ``atol``
-    (``locate``). ``module`` "" means every module agreed, and the difference is made in the
-    model's own forward between them."""
+    """Where ONNX Runtime's values first part from torch's beyond ``atol`` (``locate``).
+
+    Usually inside ``module``: its output differs while its input agreed. With ``before`` set,
+    in ``module``'s own forward code, between its submodules: ``before`` is the first submodule
+    whose input already differed (``before=""``: after every submodule). ``module`` "" is the
+    model itself."""
 
     module: str
     type: str
@@ -70,17 +76,28 @@ class Divergence:
     ops: dict[str, int]  # the ONNX operators made for that module, by count
     agreed: int  # modules compared before it, all within atol
     max_rel_error: float | None = None  # the error over the output's largest magnitude
+    before: str | None = None
 
     @property
     def rounding(self) -> bool:
-        """Whether the module's error is float32's rounding (relative 1e-4 or less, what a
-        different order of additions gives), not a wrong translation."""
+        """Whether the module's error is float32's rounding (1e-4 of its largest value or less,
+        what a different order of additions gives), not a wrong translation."""
         return self.max_rel_error is not None and self.max_rel_error <= ROUNDING
 
+    @property
+    def where(self) -> str:
+        return f"{self.module} ({self.type})" if self.module else f"{self.type}'s own forward"
+
     def text(self) -> str:
-        if not self.module:
+        if self.before == "":
             return (f"every module's output agrees ({self.agreed} compared), so the difference "
-                    f"is made in {self.type}'s own forward, between its modules")
+                    f"is made in {self.type}'s own forward, after its modules")
+        if self.before is not None:
+            code = (f"{self.module} ({self.type})'s own forward" if self.module
+                    else f"{self.type}'s own forward")
+            return (f"the modules before {self.before} agree ({self.agreed} compared), but its "
+                    f"input already differs by {self.max_abs_error:.3g}: the difference is made "
+                    f"in {code}, before {self.before}")
         ops = ", ".join(f"{op} {n}" if n > 1 else op for op, n in list(self.ops.items())[:6])
         return (f"the first module whose output differs is {self.module} ({self.type}), by "
                 f"{self.max_abs_error:.3g}"
@@ -89,9 +106,10 @@ class Divergence:
                 + (f" ({self.agreed} modules before it agree)" if self.agreed else ""))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"module": self.module, "type": self.type, "max_abs_error": self.max_abs_error,
-                "error_to_scale": self.max_rel_error, "rounding": self.rounding,
-                "onnx_value": self.value, "onnx_ops": self.ops, "modules_agreeing": self.agreed}
+        return {"module": self.module, "type": self.type, "before": self.before,
+                "max_abs_error": self.max_abs_error, "error_to_scale": self.max_rel_error,
+                "rounding": self.rounding, "onnx_value": self.value, "onnx_ops": self.ops,
+                "modules_agreeing": self.agreed}
 
 
 @dataclass
@@ -133,6 +151,7 @@ class ExportResult:
     node_count: int
     file_bytes: int
     data_files: list[Path] = field(default_factory=list)  # external weights, when over 2 GB
+    data_bytes: int = 0  # of file_bytes, how many are in data_files
     dynamic_batch: bool = False
     parity: list[Parity] | None = None  # None: not verified
     atol: float = 1e-4
@@ -174,7 +193,8 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "data_files": [str(f) for f in self.data_files],
-            "file_bytes": self.file_bytes, "exporter": self.exporter, "opset": self.opset,
+            "file_bytes": self.file_bytes, "data_bytes": self.data_bytes,
+            "exporter": self.exporter, "opset": self.opset,
             "dynamic_batch": self.dynamic_batch, "node_count": self.node_count,
             "op_counts": self.op_counts,
             "inputs": [t.to_dict() for t in self.inputs],

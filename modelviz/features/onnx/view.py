@@ -75,7 +75,7 @@ def _parity_table(result: ExportResult) -> RenderableType:
 
 def compared_text(result: ExportResult) -> str | None:
     """Which outputs were compared as sets of detections, and how, when any were."""
-    from modelviz.features.onnx.compare import MIN_IOU
+    from modelviz.features.onnx.compare import DETECTION_RTOL, MIN_IOU
 
     matched = list(dict.fromkeys(p.output for p in result.parity or []
                                  if p.comparison != "elementwise"))
@@ -83,8 +83,9 @@ def compared_text(result: ExportResult) -> str | None:
         return None
     return (f"{', '.join(matched)} compared as sets of detections: each torch detection paired "
             f"with ONNX Runtime's of the same label that overlaps it most (IoU ≥ {MIN_IOU:g}), "
-            "since tied scores put the same detections in another order; the rest element by "
-            "element")
+            "since tied scores put the same detections in another order, and the pairs within "
+            f"{DETECTION_RTOL:.1%} of each output's largest value (or atol); the rest element "
+            "by element")
 
 
 def failure_text(result: ExportResult) -> str:
