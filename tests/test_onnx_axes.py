@@ -204,3 +204,24 @@ def test_a_detection_without_a_partner_fails() -> None:
     assert problems == ["boxes: 2 detections in torch, 2 in ONNX Runtime; 1 pair up (same "
                         "label, IoU ≥ 0.9)"]
     assert not any(c.ok for c in checks)
+
+
+def test_masks_compare_by_their_mean_per_detection() -> None:
+    """A mask pasted one pixel over (its box crossed an integer) still matches; a mask of
+    another shape does not."""
+    boxes = np.array([[10, 10, 50, 50]], np.float32)
+    mask = np.zeros((1, 1, 64, 64), np.float32)
+    mask[0, 0, 10:50, 10:50] = 1.0
+    moved = np.roll(mask, 1, axis=3)
+    wrong = np.zeros_like(mask)
+    wrong[0, 0, 10:50, 10:30] = 1.0
+    paths = ["0.boxes", "0.scores", "0.labels", "0.masks"]
+    names = ["boxes", "scores", "labels", "masks"]
+    theirs = [torch.from_numpy(a) for a in (boxes, np.array([0.9], np.float32),
+                                            np.array([1]), mask)]
+    for ours, ok in ((moved, True), (wrong, False)):
+        checks, problems = compare_all(names, paths, [boxes, np.array([0.9], np.float32),
+                                                      np.array([1]), ours], theirs, 1e-4, 1)
+        (masks,) = [c for c in checks if c.output == "masks"]
+        assert problems == [] and masks.ok is ok and masks.tolerance == 0.05
+    assert masks.max_abs_error == pytest.approx(800 / 4096)  # the half of the square it lacks

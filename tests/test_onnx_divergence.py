@@ -93,3 +93,27 @@ def test_a_passing_export_looks_for_nothing(tmp_path: Path) -> None:
     result = api.export_onnx("sample_models.seeds:Net", "1x28x28", output=tmp_path / "n.onnx")
     assert result.ok and result.divergence is None and result.advice is None
     assert result.to_dict()["first_divergence"] is None
+
+
+class HostileName(nn.Module):
+    """The broken activation under a name that is a terminal escape and Rich markup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sample_models.onnx_trouble import WrongGelu
+
+        self.lin = nn.Linear(4, 4)
+        self.add_module("\x1b[2J[/]act", WrongGelu())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = getattr(self, "\x1b[2J[/]act")(self.lin(x))
+        return out
+
+
+def test_a_hostile_module_name_is_shown_inert(cli: Cli, tmp_path: Path) -> None:
+    result = cli("export-onnx", f"{HERE}:HostileName", "4", "-o", str(tmp_path / "h.onnx"))
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "the first module whose output differs is \\x1b[2J[/]act (WrongGelu)" in " ".join(
+        result.stderr.split())
+    assert "\\x1b[2J[/]act (WrongGelu)" in result.stdout

@@ -157,8 +157,8 @@ class _Subject:
         return args, kwargs
 
 
-def _cache_subject(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   batch: int | None) -> tuple[_Subject, list[str]]:
+def _cache_subject(model: nn.Module, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> tuple[_Subject, list[str]]:
     """The decoder step around ``model``, at the user's input_ids, after a short past."""
     named = dict(zip(input_names(model, len(args)), args, strict=False)) | kwargs
     input_ids = named.get("input_ids")
@@ -645,7 +645,7 @@ def export(prepared: Prepared, output: str | Path, *, exporter: str = "auto",
     notes: list[str] = []
     batch = leading_batch(args, kwargs)
     if with_cache:
-        subject, cache_notes = _cache_subject(model, args, kwargs, batch)
+        subject, cache_notes = _cache_subject(model, args, kwargs)
         notes += cache_notes
         reference = None
     else:

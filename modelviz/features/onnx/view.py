@@ -75,17 +75,19 @@ def _parity_table(result: ExportResult) -> RenderableType:
 
 def compared_text(result: ExportResult) -> str | None:
     """Which outputs were compared as sets of detections, and how, when any were."""
-    from modelviz.features.onnx.compare import DETECTION_RTOL, MIN_IOU
+    from modelviz.features.onnx.compare import DETECTION_RTOL, MASK_MEAN_TOL, MIN_IOU
 
     matched = list(dict.fromkeys(p.output for p in result.parity or []
                                  if p.comparison != "elementwise"))
     if not matched:
         return None
-    return (f"{', '.join(matched)} compared as sets of detections: each torch detection paired "
+    masks = "masks" in matched
+    return (f"{', '.join(matched)} as sets of detections: each torch detection paired "
             f"with ONNX Runtime's of the same label that overlaps it most (IoU ≥ {MIN_IOU:g}), "
             "since tied scores put the same detections in another order, and the pairs within "
-            f"{DETECTION_RTOL:.1%} of each output's largest value (or atol); the rest element "
-            "by element")
+            f"{DETECTION_RTOL:.1%} of each output's largest value (or atol)"
+            + (f"; masks by their mean difference per detection, within {MASK_MEAN_TOL:g} "
+               "(pasted at whole pixels)" if masks else "") + "; the rest element by element")
 
 
 def failure_text(result: ExportResult) -> str:
