@@ -95,13 +95,23 @@ def test_a_passing_export_looks_for_nothing(tmp_path: Path) -> None:
     assert result.to_dict()["first_divergence"] is None
 
 
+class WrongGelu(nn.Module):
+    """GELU in torch, Relu in the dynamo exporter's file (sample_models.onnx_trouble has one
+    for both exporters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            out: torch.Tensor = torch.onnx.ops.symbolic("ai.onnx::Relu", (x,), {},
+                                                        dtype=x.dtype, shape=x.shape, version=1)
+            return out
+        return nn.functional.gelu(x)
+
+
 class HostileName(nn.Module):
     """The broken activation under a name that is a terminal escape and Rich markup."""
 
     def __init__(self) -> None:
         super().__init__()
-        from sample_models.onnx_trouble import WrongGelu
-
         self.lin = nn.Linear(4, 4)
         self.add_module("\x1b[2J[/]act", WrongGelu())
 
