@@ -165,6 +165,8 @@ def _cache_subject(model: nn.Module, args: tuple[Any, ...],
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise SpecError("`with_cache` needs the model's input_ids ([batch, length] token ids).",
                         "Give them as SIZES, e.g. input_ids=int64:16.")
+    if input_ids.shape[1] < 2:  # the export's example needs 2 tokens (see _Subject.example)
+        input_ids = input_ids.repeat(1, 2)
     layout = kv.probe(model, input_ids)
     step = kv.CacheStep(model, layout).eval()
     inputs = kv.step_inputs(layout, input_ids)
