@@ -21,6 +21,11 @@ bare calls write a new file each run too, replacing the previous one as modelviz
 interleaved runs. Run from the repository root:
 
     .venv/bin/python benchmarks/export_overhead.py [--repeat 5] [--models resnet18,net]
+
+GPT-2 (4 of its layers at full width, 64 tokens) is exported without its KV cache, and with it
+(``--with-cache``, the decoder step); a detection model (fasterrcnn_mobilenet_v3_large_320_fpn
+at 320x320) shows what modelviz's route costs where the dynamo exporter fails: its attempt, then
+the TorchScript exporter, and a batch fixed because the outputs are per image.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ import platform
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -46,7 +54,12 @@ from modelviz.features.onnx.export import export  # noqa: E402
 from sample_models.seeds import Net  # noqa: E402
 from sample_models.transformer import TinyTransformer  # noqa: E402
 
-MODELS = "net,tiny_transformer,resnet18,convnext_tiny"
+MODELS = "net,tiny_transformer,resnet18,convnext_tiny,gpt2,gpt2_cache,fasterrcnn"
+#: GPT-2 at full width (768, 12 heads, its 50,257-token vocabulary) with 4 of its 12 layers,
+#: on 64 tokens: the real model's blocks, at a size this benchmark can repeat.
+GPT2 = {"n_layer": 4}
+GPT2_SIZES = ("input_ids=int64:64",)
+DETECTION = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 @contextlib.contextmanager
@@ -57,13 +70,104 @@ def replacing(path: str) -> Iterator[str]:
     Path(staged).replace(path)
 
 
-def build(name: str) -> tuple[torch.nn.Module, str]:
+@dataclass
+class Case:
+    """One row: the prepared model, and the bare calls that write the same kinds of file."""
+
+    name: str
+    prepared: api.Prepared
+    bare_static: Callable[[str], object]
+    bare_dynamic: Callable[[str], object] | None  # None: the file cannot have a dynamic batch
+    options: dict[str, Any] = field(default_factory=dict)  # modelviz's export options
+
+
+def _plain(name: str) -> Case:
     torch.manual_seed(0)
     if name == "net":
-        return Net().eval(), "1x28x28"
-    if name == "tiny_transformer":
-        return TinyTransformer().eval(), "int64:64"
-    return torchvision.models.get_model(name).eval(), "3x224x224"
+        model, size = Net().eval(), "1x28x28"
+    elif name == "tiny_transformer":
+        model, size = TinyTransformer().eval(), "int64:64"
+    else:
+        model, size = torchvision.models.get_model(name).eval(), "3x224x224"
+    prepared = api.prepare(model, size)
+    args = prepared.inputs.args
+    batch = torch.export.Dim("batch")
+    dynamic = tuple({0: batch} for _ in args)
+    wide = tuple(torch.cat([a, a]) for a in args)  # as modelviz does, see onnx_export
+
+    def static(path: str) -> object:
+        return torch.onnx.export(model, args, path, dynamo=True, verbose=False,
+                                 external_data=False)
+
+    def dynamic_call(path: str) -> object:
+        return torch.onnx.export(model, wide, path, dynamo=True, verbose=False,
+                                 dynamic_shapes=dynamic, external_data=False)
+
+    return Case(name, prepared, static, dynamic_call)
+
+
+def _gpt2(cache: bool) -> Case:
+    """The bare calls a user writes for GPT-2: ``use_cache=False`` (the cache object cannot be
+    exported), or the decoder step around the model with its cache as tensors, which modelviz
+    builds for --with-cache (the same module here, so the ratio is modelviz's own work)."""
+    from modelviz.features.onnx import cache as kv
+
+    prepared = api.prepare("hf:gpt2@causal-lm", *GPT2_SIZES, kwargs=GPT2)
+    model = prepared.model.eval()
+    ids = prepared.inputs.kwargs["input_ids"]
+    if not cache:
+        inputs = {"input_ids": ids, "use_cache": False}
+        wide = {"input_ids": torch.cat([ids, ids]), "use_cache": False}
+        shapes = {"input_ids": {0: torch.export.Dim("batch")}, "use_cache": None}
+
+        def static(path: str) -> object:
+            return torch.onnx.export(model, (), path, kwargs=inputs, dynamo=True,
+                                     verbose=False, external_data=False)
+
+        def dynamic_call(path: str) -> object:
+            return torch.onnx.export(model, (), path, kwargs=wide, dynamo=True, verbose=False,
+                                     dynamic_shapes=shapes, external_data=False)
+
+        return Case("gpt2", prepared, static, dynamic_call)
+    layout = kv.probe(model, ids)
+    step = kv.CacheStep(model, layout).eval()
+    flat = kv.step_inputs(layout, torch.cat([ids, ids]))
+    args = (flat[0], flat[1], flat[2], tuple(flat[3:]))
+    auto = torch.export.Dim.DYNAMIC
+    shapes = ({0: auto, 1: auto}, {0: auto, 1: auto}, {0: auto, 1: auto},
+              tuple({0: auto, 2: auto} for _ in flat[3:]))
+
+    def dynamic_step(path: str) -> object:
+        return torch.onnx.export(step, args, path, dynamo=True, verbose=False,
+                                 dynamic_shapes=shapes, external_data=False)
+
+    return Case("gpt2 --with-cache", prepared, dynamic_step, dynamic_step,
+                {"with_cache": True})
+
+
+def _detection() -> Case:
+    """The dynamo exporter cannot export torchvision's detection models (their code branches
+    on tensor values), and their per-image outputs fix the batch: the bare call is the
+    TorchScript exporter's, static; modelviz tries the dynamo exporter first, and that failure
+    is part of its time."""
+    torch.manual_seed(0)
+    prepared = api.prepare(DETECTION, "3x320x320")
+    model, args = prepared.model.eval(), prepared.inputs.args
+
+    def static(path: str) -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(model, args, path, dynamo=False)
+
+    return Case(DETECTION, prepared, static, None)
+
+
+def build(name: str) -> Case:
+    if name in ("gpt2", "gpt2_cache"):
+        return _gpt2(cache=name == "gpt2_cache")
+    if name == "fasterrcnn":
+        return _detection()
+    return _plain(name)
 
 
 def main() -> None:
@@ -77,66 +181,67 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in options.models.split(","):
-            model, size = build(name)
-            prepared = api.prepare(model, size)
-            args = prepared.inputs.args
-            batch = torch.export.Dim("batch")
-            dynamic = tuple({0: batch} for _ in args)
-            wide = tuple(torch.cat([a, a]) for a in args)  # as modelviz does, see onnx_export
+            case = build(name)
 
-            def bare(model: torch.nn.Module = model, args: tuple[torch.Tensor, ...] = args,
-                     path: str = f"{folder}/bare.onnx") -> object:
-                return torch.onnx.export(model, args, path, dynamo=True, verbose=False,
-                                         external_data=False)
+            def bare(case: Case = case) -> object:
+                with replacing(f"{folder}/bare.onnx") as path:
+                    return case.bare_static(path)
 
-            def bare_new(model: torch.nn.Module = model,
-                         args: tuple[torch.Tensor, ...] = args) -> object:
-                with replacing(f"{folder}/bare-new.onnx") as path:
-                    return bare(model, args, path)
+            def in_place(case: Case = case) -> object:
+                return case.bare_static(f"{folder}/in-place.onnx")
 
-            def bare_dynamic(model: torch.nn.Module = model,
-                             wide: tuple[torch.Tensor, ...] = wide,
-                             dynamic: tuple[dict[int, object], ...] = dynamic) -> object:
+            def bare_dynamic(case: Case = case) -> object:
+                assert case.bare_dynamic is not None
                 with replacing(f"{folder}/dynamic.onnx") as path:
-                    return torch.onnx.export(model, wide, path, dynamo=True, verbose=False,
-                                             dynamic_shapes=dynamic, external_data=False)
+                    return case.bare_dynamic(path)
 
             stages: list[dict[str, float]] = []
 
-            def ours(verify: bool, dynamic_batch: bool = True,
-                     prepared: api.Prepared = prepared,
+            def ours(verify: bool, dynamic_batch: bool = True, case: Case = case,
                      stages: list[dict[str, float]] = stages) -> object:
-                result = export(prepared, f"{folder}/modelviz.onnx", verify=verify,
-                                dynamic_batch=dynamic_batch)
+                result = export(case.prepared, f"{folder}/modelviz.onnx", verify=verify,
+                                dynamic_batch=dynamic_batch, **case.options)
                 stages.append(result.seconds)
                 return result
 
-            times = interleaved({"in place": bare, "bare": bare_new,
-                                 "static": lambda: ours(False, False),
-                                 "bare dynamic": bare_dynamic, "dynamic": lambda: ours(False),
-                                 "verified": lambda: ours(True)},
-                                repeat=options.repeat, warmup=1, collect=True)
-            result = export(prepared, f"{folder}/modelviz.onnx")
+            candidates: dict[str, Callable[[], object]] = {"in place": in_place, "bare": bare}
+            if not case.options:
+                candidates["static"] = lambda: ours(False, False)
+            if case.bare_dynamic is not None:
+                candidates["bare dynamic"] = bare_dynamic
+            candidates |= {"dynamic": lambda: ours(False), "verified": lambda: ours(True)}
+            times = interleaved(candidates, repeat=options.repeat, warmup=1, collect=True)
+            result = export(case.prepared, f"{folder}/modelviz.onnx", **case.options)
             check = statistics.median(s["check"] for s in stages)
-            rows.append((name, times, check, result.file_bytes, result.ok))
-    print("| model            | bare static | in place | modelviz --static | bare dynamic "
-          "| modelviz    | verified | checks |     file | parity |")
-    print("|                  |             |          |    --no-verify    |              "
-          "| --no-verify |          |        |          |        |")
-    print("| ---------------- | -----------:| --------:| -----------------:| ------------:"
-          "| -----------:| --------:| ------:| --------:| ------ |")
+            rows.append((case.name, times, check, result.file_bytes, result.ok))
+    print("| model                                 | bare static | in place | modelviz --static "
+          "| bare dynamic | modelviz    | verified | checks |     file | parity |")
+    print("|                                       |             |          |    --no-verify    "
+          "|              | --no-verify |          |        |          |        |")
+    print("| ------------------------------------- | -----------:| --------:| -----------------:"
+          "| ------------:| -----------:| --------:| ------:| --------:| ------ |")
     for name, times, check, size, ok in rows:
-        print(f"| {name:<16} | {times['bare'] * 1000:8.0f} ms "
+        dynamic_base = times.get("bare dynamic", times["bare"])
+
+        def cell(key: str, base: float, width: int,
+                 times: dict[str, float] = times) -> str:
+            return f"{times[key] / base:{width - 1}.2f}x" if key in times else "–".rjust(width)
+
+        print(f"| {name:<37} | {times['bare'] * 1000:8.0f} ms "
               f"| {times['in place'] / times['bare']:7.2f}x "
-              f"| {times['static'] / times['bare']:16.2f}x "
-              f"| {times['bare dynamic'] * 1000:9.0f} ms "
-              f"| {times['dynamic'] / times['bare dynamic']:10.2f}x "
-              f"| {times['verified'] / times['bare dynamic']:7.2f}x "
+              f"| {cell('static', times['bare'], 17)} "
+              + (f"| {times['bare dynamic'] * 1000:9.0f} ms " if "bare dynamic" in times
+                 else f"| {'–':>12} ")
+              + f"| {cell('dynamic', dynamic_base, 11)} "
+              f"| {cell('verified', dynamic_base, 8)} "
               f"| {check * 1000:3.0f} ms | {size / 2**20:5.1f} MB | {'ok' if ok else 'FAIL':<6} |")
     print("\nRatios are to the bare call that writes the same kind of file, as a new file moved "
           "over the old one (in place: the bare static call rewriting one file instead); "
           "without verification modelviz should stay within 1.10x. checks: onnx.checker with "
-          "shape inference and the facts, the median of modelviz's own timing of that stage.")
+          "shape inference and the facts, the median of modelviz's own timing of that stage. "
+          "gpt2 --with-cache: the bare call exports modelviz's own decoder-step module, so the "
+          "ratio is the rest of modelviz's work. A detection model's ratios are to the bare "
+          "TorchScript export, static: modelviz tries the dynamo exporter first.")
 
 
 if __name__ == "__main__":

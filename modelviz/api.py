@@ -123,15 +123,22 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
 
 def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
                 exporter: str = "auto", opset: int | None = None, dynamic_batch: bool = True,
-                verify: bool = True, atol: float | None = None,
+                dynamic: str | list[str] | None = None, with_cache: bool = False,
+                optimize: bool = False, verify: bool = True, atol: float | None = None,
                 external_data: bool | None = None,
                 train: bool = False, **options: Any) -> ExportResult:
     """Export to ``output`` (.onnx), check it with onnx.checker and, with ``verify``, compare
     ONNX Runtime's output with torch's on the same inputs.
 
+    ``dynamic``: the axes that may vary (``"auto"``, ``"batch"``, ``"seq"``, ``"none"``,
+    ``"input_ids:1=seq"``, or a list of them); ``dynamic_batch=False`` fixes the batch.
+    ``with_cache``: a language model's decoder step with its KV cache as inputs and outputs.
+    ``optimize``: onnxslim's passes, kept only if the file still matches torch.
+
     Returns an ``ExportResult``: ``.ok`` (parity within ``atol``), ``.parity`` per output,
-    ``.inputs``/``.outputs``, ``.op_counts``, ``.notes``. A failed export raises ``ExportError``
-    and leaves no file. ``options`` are those of ``prepare``.
+    ``.inputs``/``.outputs``, ``.op_counts``, ``.notes``, ``.divergence`` (the first module
+    that differs, on a failure). A failed export raises ``ExportError`` and leaves no file.
+    ``options`` are those of ``prepare``.
     """
     from modelviz.features.onnx import export as onnx_export
     from modelviz.features.onnx.result import check_output
@@ -139,8 +146,9 @@ def export_onnx(model: str | nn.Module, *sizes: SizeLike, output: str | Path,
     check_output(output)
     prepared = prepare(model, *sizes, **options)
     return onnx_export.export(prepared, output, exporter=exporter, opset=opset,
-                              dynamic_batch=dynamic_batch, verify=verify, atol=atol,
-                              external_data=external_data, train=train)
+                              dynamic_batch=dynamic_batch, dynamic=dynamic,
+                              with_cache=with_cache, optimize=optimize, verify=verify,
+                              atol=atol, external_data=external_data, train=train)
 
 
 # Memory: will it train, or serve, at this batch size, on this card?

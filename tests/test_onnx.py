@@ -211,11 +211,15 @@ def test_over_two_gigabytes_goes_to_external_data() -> None:
 
 
 def test_leaf_names() -> None:
+    """No output name looks like a module path (``encoder.block.0``)."""
     t = torch.zeros(1)
     assert leaf_names(t, "output") == ["output"]
     assert leaf_names((t, t), "output") == ["output0", "output1"]
     assert leaf_names({"logits": t, "hidden": (t, t)}, "output") == [
-        "logits", "hidden.0", "hidden.1"]
+        "logits", "hidden_0", "hidden_1"]
+    # torchvision's detections: one dict per image.
+    assert leaf_names([{"boxes": t, "scores": t}], "output") == ["boxes", "scores"]
+    assert leaf_names([{"boxes": t}, {"boxes": t}], "output") == ["boxes_0", "boxes_1"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,8 +232,12 @@ def test_parity_beyond_atol_exits_1_with_the_file_written(cli: Cli, tmp_path: Pa
                  "--atol", "1e-12")
     assert result.exit_code == 1
     assert path.is_file() and "over atol" in result.stdout
+    message = " ".join(result.stderr.split())
     assert re.search(r"error: .*net\.onnx was written, but ONNX Runtime differs from torch by "
-                     r"[\d.e-]+ on output, beyond --atol 1e-12\.", result.stderr)
+                     r"[\d.e-]+ on output, beyond --atol 1e-12; the first module whose output "
+                     r"differs is conv1 \(Conv2d\), by [\d.e-]+ \(relative [\d.e-]+: float "
+                     r"rounding\); its ONNX nodes: Conv\. The differences start as float "
+                     r"rounding: raise --atol \(1e-4 suits float32\)\.$", message), message
 
 
 def test_float16_gets_a_float16_tolerance(cli: Cli, tmp_path: Path) -> None:

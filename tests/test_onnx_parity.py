@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from modelviz import api
+from modelviz.features.onnx.compare import compare as _compare
+from modelviz.features.onnx.compare import uninformative as _uninformative
 from modelviz.features.onnx.result import ExportResult
-from modelviz.features.onnx.verify import _compare, _uninformative
 from tests.helpers import Cli
 
 HERE = "tests.test_onnx_parity"
@@ -89,10 +90,10 @@ class BatchMean(nn.Module):
 
 
 def _export(model: nn.Module, tmp_path: Path, *, batch: int = 1,
-            exporter: str = "auto") -> ExportResult:
+            exporter: str = "auto", dynamic: str = "auto") -> ExportResult:
     torch.manual_seed(0)
     return api.export_onnx(model, (4,), output=tmp_path / "m.onnx", batch_size=batch,
-                           exporter=exporter)
+                           exporter=exporter, dynamic=dynamic)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,8 +250,10 @@ def _torch_at(model: nn.Module, x: torch.Tensor) -> Any:
 
 
 def test_batch_size_frozen_in_the_file_fails(cli: Cli, tmp_path: Path) -> None:
+    """Asked for a dynamic batch (``dynamic=batch``), a file that is wrong at another batch
+    fails; under the default ``auto`` the batch is fixed instead (the next test)."""
     model = FrozenBatch()
-    result = _export(model, tmp_path, batch=2, exporter="torchscript")
+    result = _export(model, tmp_path, batch=2, exporter="torchscript", dynamic="batch")
     (parity,) = result.parity or []
     assert parity.ok and parity.batch == 2  # right at the export's batch...
     (bigger,) = result.batch_parity or []
@@ -264,35 +267,50 @@ def test_batch_size_frozen_in_the_file_fails(cli: Cli, tmp_path: Path) -> None:
                                   providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, _torch_at(model, x) * 1.5, rtol=1e-5, atol=1e-6)
     assert result.problems == [
-        f"ONNX Runtime matches torch at the export's batch but differs by "
-        f"{bigger.max_abs_error:.3g} on output at batch 3, beyond `atol` 0.0001 (did the "
-        "exporter record the batch size as a constant?)"]
+        f"ONNX Runtime matches torch at the export's sizes but differs by "
+        f"{bigger.max_abs_error:.3g} on output at batch 3, beyond `atol` 0.0001 (the exporter "
+        "recorded the batch size as a constant)"]
+    # The advice is about the batch, not float16 or nondeterminism.
+    assert result.advice == ("Export with a fixed batch (`static`), or with `dynamic=auto`, "
+                             "which fixes it when the file needs it.")
     data = result.to_dict()
     assert data["ok"] is False and data["batch_parity"][0]["ok"] is False
 
     path = tmp_path / "cli.onnx"
     shown = cli("export-onnx", f"{HERE}:FrozenBatch", "4", "--batch-size", "2", "--exporter",
-                "torchscript", "-o", str(path))
+                "torchscript", "--dynamic", "batch", "-o", str(path))
     assert shown.exit_code == 1 and path.is_file()
     assert re.search(r"│\s+3 │ output │\s+[\d.e-]+ │\s+[\d.e-]+ │ over atol │", shown.stdout)
+    message = " ".join(shown.stderr.split())
     assert re.search(r"error: .*cli\.onnx was written, but ONNX Runtime matches torch at the "
-                     r"export's batch but differs by [\d.e-]+ on output at batch 3",
-                     " ".join(shown.stderr.split()))
+                     r"export's sizes but differs by [\d.e-]+ on output at batch 3, beyond "
+                     r"--atol 0\.0001 \(the exporter recorded the batch size as a constant\)\. "
+                     r"Export with a fixed batch \(--static\), or with --dynamic auto, which "
+                     r"fixes it when the file needs it\.$", message), message
+    assert "float16" not in message
 
 
-def test_report_names_the_batch_that_failed(tmp_path: Path) -> None:
+def test_auto_fixes_a_batch_the_file_cannot_vary(tmp_path: Path) -> None:
+    result = _export(FrozenBatch(), tmp_path, batch=2, exporter="torchscript")
+    assert result.ok and not result.dynamic_batch and result.batch_parity is None
+    assert result.inputs[0].shape == [2, 4]
+    assert any(re.fullmatch(r"the batch dimension is fixed at 2: with it dynamic, ONNX Runtime "
+                            r"matches torch at the export's sizes but differs by [\d.e-]+ on "
+                            r"output at batch 3, beyond `atol` 0\.0001 \(the exporter recorded "
+                            r"the batch size as a constant\)", note) for note in result.notes)
+
+
+def test_report_fixes_a_batch_the_file_cannot_vary(tmp_path: Path) -> None:
     from modelviz.features.report import build as report
 
     torch.manual_seed(0)
     built = report.build(api.prepare(FrozenBatch(), (4,), batch_size=2), tmp_path / "r",
                          exporter="torchscript")
-    part = built.parts["onnx"]
-    assert part.status == "check failed"
-    assert part.problem is not None and part.problem.startswith(
-        "the ONNX checks failed: ONNX Runtime matches torch at the export's batch but differs by")
-    assert "at batch 3" in part.problem
-    page = (tmp_path / "r" / "index.html").read_text()
-    assert re.search(r'<tr class="bad"><td class="num">3</td><td><code>output</code>', page)
+    assert built.parts["onnx"].status == "ok"
+    onnx_part = json.loads((tmp_path / "r" / "report.json").read_text())["parts"]["onnx"]
+    assert onnx_part["dynamic_batch"] is False and onnx_part["inputs"][0]["shape"] == [2, 4]
+    assert any(note.startswith("the batch dimension is fixed at 2: with it dynamic, ONNX "
+                               "Runtime matches torch") for note in onnx_part["notes"])
 
 
 def test_static_batch_has_no_batch_parity(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ FLAGS = {
     "image": "--image", "resize": "--resize", "mean": "--mean", "std": "--std",
     "depth": "--depth", "expand": "--expand", "view": "--view", "format": "--format",
     "output": "-o", "exporter": "--exporter", "opset": "--opset", "atol": "--atol",
+    "dynamic": "--dynamic", "static": "--static", "with_cache": "--with-cache",
+    "optimize": "--optimize",
     "onnx=False": "--no-onnx", "memory=False": "--no-memory", "profile=False": "--no-profile",
     "logdir": "--logdir", "host": "--host", "port": "--port",
     "runs": "--runs", "backward": "--backward", "compile": "--compile", "sort": "--sort",

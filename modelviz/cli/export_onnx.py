@@ -42,6 +42,20 @@ def export_onnx(
         "--opset", show_default=False, help="ONNX opset (default: the exporter's).")] = None,
     static: Annotated[bool, typer.Option(
         "--static", help="Fix the batch dimension instead of leaving it dynamic.")] = False,
+    dynamic: Annotated[list[str] | None, typer.Option(
+        "--dynamic", metavar="auto|batch|seq|none|INPUT:AXIS=NAME",
+        help="Axes that may vary: auto (a dynamic batch where the file allows one, else fixed "
+        "with a note), batch (dynamic or fail), seq (the batch and token inputs' length), none, "
+        "or one axis of one input, e.g. input_ids:1=seq (the batch is axis 0); repeatable. "
+        "Each is checked in the file, and run at a second size in ONNX Runtime.",
+        show_default=False)] = None,
+    with_cache: Annotated[bool, typer.Option(
+        "--with-cache", help="A language model's decoder step with its KV cache: "
+        "past_key_values.N.key/.value in, present.N.key/.value out (optimum's layout). "
+        "Without it, language models are exported without the cache.")] = False,
+    optimize: Annotated[bool, typer.Option(
+        "--optimize", help="Run onnxslim's graph optimisations, check parity again, and keep "
+        "the result only if it still matches torch.")] = False,
     atol: Annotated[float | None, typer.Option(
         "--atol", help="Largest absolute difference allowed between ONNX Runtime and torch; "
         "beyond it, exit status 1. Default 1e-4; 1e-2 for float16 models.",
@@ -76,15 +90,16 @@ def export_onnx(
     """
     opts = ModelOptions.from_locals(locals())
     from modelviz.core.specs import check_tolerance
+    from modelviz.features.onnx.axes import parse_dynamic
     from modelviz.features.onnx.result import check_output
 
     if output is not None:
         check_output(output)
     check_tolerance(atol)
-
+    spec = parse_dynamic(dynamic, static=static)
 
     from modelviz.features.onnx import export as onnx_export
-    from modelviz.features.onnx.view import render_export
+    from modelviz.features.onnx.view import advice, failure_text, render_export
 
     prepared = opts.load(quiet=as_json)
     target = output or Path(_file_name(prepared.loaded.name) + ".onnx")
@@ -93,7 +108,8 @@ def export_onnx(
         return spinner(message, quiet=as_json)
 
     result = onnx_export.export(prepared, target, exporter=exporter, opset=opset,
-                                dynamic_batch=not static, verify=verify, atol=atol,
+                                dynamic=spec, with_cache=with_cache, optimize=optimize,
+                                verify=verify, atol=atol,
                                 external_data=True if external_data else None,
                                 train=opts.train, stage=stage)
     for message in result.notes:
@@ -103,13 +119,8 @@ def export_onnx(
     else:
         print_out(render_export(result))
     if not result.ok:
-        worst = result.worst
-        problem = "; ".join(result.problems) or (
-            f"ONNX Runtime differs from torch by {worst.max_abs_error:.3g} on {worst.output}, "
-            f"beyond --atol {result.atol:g}" if worst else "verification failed")
-        raise CheckFailed(f"{target} was written, but {problem}.",
-                          "Look for float16 or nondeterministic ops, or raise --atol if the "
-                          "difference is acceptable.")
+        raise CheckFailed(f"{target} was written, but {failure_text(result)}.",
+                          result.advice or advice(result))
     if open_netron:
         serve_until_stopped(target, host=host, port=port, browse=True)
 

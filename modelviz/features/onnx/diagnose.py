@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from modelviz.core import engine
-from modelviz.errors import ExportError, chain
+from modelviz.errors import ExportError, chain, one_line
 
 # ----------------------------------------------------------------------------------------------
 # Running the exporters quietly, and explaining their failures in one line.
@@ -77,6 +77,8 @@ _UNSUPPORTED = (
     re.compile(r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is not supported"),
     re.compile(r"Unsupported: ONNX export of operator ([\w:.]+)"),
 )
+_STATIC_DIM = re.compile(r"inferred a static shape of (\d+) for dimension ([\w.\[\]]+)")
+_CACHE_OUTPUT = re.compile(r"Found <class '[\w.]*?(\w*Cache)'> in output")
 _CALL_SITE = re.compile(r'File "([^"]+)", line (\d+), in (\w+)\s*\n\s*(\S.*)')
 
 
@@ -165,10 +167,20 @@ def explain(exc: BaseException, captured: str = "", *, module: str | None = None
     if any("data-dependent" in str(e) or "DataDependent" in type(e).__name__
            for e in chain(exc)):
         return f"the model branches on a tensor's value{location}, which ONNX cannot record"
+    static = _STATIC_DIM.search(text)
+    if static:
+        return (f"torch.export found {static.group(2)} fixed at {static.group(1)} by the "
+                "model's code")
+    cache = _CACHE_OUTPUT.search(text)
+    if cache:
+        return (f"the model returns a KV cache ({cache.group(1)}), an object no ONNX file can "
+                "hold")
     last = chain(exc)[-1]
     message = str(last).split("\n\n")[0]
     message = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(message.split()))
-    return f"{type(last).__name__}: {message[:300]}{location}"
+    sentence = re.match(r"(.{40,}?[.!])(?: |$)", message)  # the first sentence, never a cut word
+    return f"{type(last).__name__}: {one_line(sentence.group(1) if sentence else message, 240)}" \
+        f"{location}"
 
 
 
@@ -193,6 +205,8 @@ def failure(model: nn.Module, failures: list[tuple[str, BaseException, str]],
     first = distinct[0]
     fix = ("Replace that operation in the model, or leave its module out of the export (`debug` "
            "shows the exporter's traceback)." if "no translation" in first else
+           "Leave use_cache=True out of `forward_args` and `kwargs` to export without the cache, "
+           "or export the decoder step with `with_cache`." if "KV cache" in first else
            "Rewrite the branch with torch.where or torch.cond, or use `exporter=torchscript`, "
            "which records the branch these inputs take." if "branches on" in first else
            "Run with `debug` for the exporter's full traceback.")

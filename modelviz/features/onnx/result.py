@@ -8,6 +8,9 @@ from typing import Any
 
 from modelviz.errors import OutputError
 
+#: A relative error this small is float32 arithmetic done in another order, not a wrong op.
+ROUNDING = 1e-4
+
 
 @dataclass
 class TensorInfo:
@@ -38,22 +41,102 @@ class Parity:
     ok: bool
     batch: int | None = None  # the inputs' batch size, where they share one
     uninformative: str | None = None  # what torch's output is, when that makes the check moot
+    #: "elementwise", or "detections matched by label and IoU" (compare.py says why)
+    comparison: str = "elementwise"
+    #: The size of each dynamic axis in this run (``{"batch": 2, "seq": 19}``), if any.
+    sizes: dict[str, int] | None = None
+    #: The largest error allowed, where it is not ``atol`` (matched detections: compare.py).
+    tolerance: float | None = None
 
     @property
     def informative(self) -> bool:
         return self.uninformative is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "batch": self.batch, "max_abs_error": self.max_abs_error,
+        return {"output": self.output, "batch": self.batch, "sizes": self.sizes,
+                "comparison": self.comparison, "tolerance": self.tolerance,
+                "max_abs_error": self.max_abs_error,
                 "max_rel_error": self.max_rel_error, "ok": self.ok,
                 "informative": self.informative, "uninformative_reason": self.uninformative}
+
+
+@dataclass
+class Divergence:
+    """Where ONNX Runtime's values first part from torch's beyond ``atol`` (``locate``).
+
+    Usually inside ``module``: its output differs while its input agreed. With ``before`` set,
+    in ``module``'s own forward code, between its submodules: ``before`` is the first submodule
+    whose input already differed (``before=""``: after every submodule). ``module`` "" is the
+    model itself."""
+
+    module: str
+    type: str
+    max_abs_error: float
+    value: str  # the ONNX value compared with the module's output
+    ops: dict[str, int]  # the ONNX operators made for that module, by count
+    agreed: int  # modules compared before it, all within atol
+    max_rel_error: float | None = None  # the error over the output's largest magnitude
+    before: str | None = None
+
+    @property
+    def rounding(self) -> bool:
+        """Whether the module's error is float32's rounding (1e-4 of its largest value or less,
+        what a different order of additions gives), not a wrong translation."""
+        return self.max_rel_error is not None and self.max_rel_error <= ROUNDING
+
+    @property
+    def where(self) -> str:
+        return f"{self.module} ({self.type})" if self.module else f"{self.type}'s own forward"
+
+    def text(self) -> str:
+        if self.before == "":
+            return (f"every module's output agrees ({self.agreed} compared), so the difference "
+                    f"is made in {self.type}'s own forward, after its modules")
+        if self.before is not None:
+            code = (f"{self.module} ({self.type})'s own forward" if self.module
+                    else f"{self.type}'s own forward")
+            return (f"the modules before {self.before} agree ({self.agreed} compared), but its "
+                    f"input already differs by {self.max_abs_error:.3g}: the difference is made "
+                    f"in {code}, before {self.before}")
+        ops = ", ".join(f"{op} {n}" if n > 1 else op for op, n in list(self.ops.items())[:6])
+        return (f"the first module whose output differs is {self.module} ({self.type}), by "
+                f"{self.max_abs_error:.3g}"
+                + (f" (relative {self.max_rel_error:.2g}: float rounding)" if self.rounding
+                   else "") + (f"; its ONNX nodes: {ops}" if ops else "")
+                + (f" ({self.agreed} modules before it agree)" if self.agreed else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"module": self.module, "type": self.type, "before": self.before,
+                "max_abs_error": self.max_abs_error, "error_to_scale": self.max_rel_error,
+                "rounding": self.rounding, "onnx_value": self.value, "onnx_ops": self.ops,
+                "modules_agreeing": self.agreed}
+
+
+@dataclass
+class Optimization:
+    """What ``optimize`` did: the graph before and after, and whether the result was kept (a
+    file that no longer matches torch is not)."""
+
+    tool: str
+    nodes_before: int
+    nodes_after: int
+    bytes_before: int
+    bytes_after: int
+    kept: bool = True
+    reason: str | None = None  # why it was not kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tool": self.tool, "nodes_before": self.nodes_before,
+                "nodes_after": self.nodes_after, "bytes_before": self.bytes_before,
+                "bytes_after": self.bytes_after, "kept": self.kept, "reason": self.reason}
 
 
 @dataclass
 class ExportResult:
     """What was written and what the checks found.
 
-    ``ok`` fails on a parity error beyond ``atol`` (at the export's batch or at batch + 1) and on
+    ``ok`` fails on a parity error beyond ``atol`` (at the export's sizes or at the second run's,
+    batch + 1 and longer dynamic axes) and on
     any problem, but not on an uninformative check: a constant output says nothing against the
     file, which may well be right, and failing would make an untrained model (a zero-initialised
     head) unexportable. The check is flagged instead (``informative``), in the table and JSON.
@@ -68,6 +151,7 @@ class ExportResult:
     node_count: int
     file_bytes: int
     data_files: list[Path] = field(default_factory=list)  # external weights, when over 2 GB
+    data_bytes: int = 0  # of file_bytes, how many are in data_files
     dynamic_batch: bool = False
     parity: list[Parity] | None = None  # None: not verified
     atol: float = 1e-4
@@ -76,6 +160,16 @@ class ExportResult:
     problems: list[str] = field(default_factory=list)  # beyond parity at the export's batch
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Per input, its dynamic axes and their names, as the file declares them.
+    dynamic_axes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The dynamic axes' sizes in the second run (``{"batch": 2, "seq": 19}``).
+    sizes_checked: dict[str, int] | None = None
+    with_cache: bool = False  # the decoder step with past key/values (cache.py)
+    divergence: Divergence | None = None  # where a parity failure starts (locate.py)
+    divergence_unknown: str | None = None  # why it could not be found
+    optimization: Optimization | None = None
+    #: What to do about the failure, when its cause is known (a frozen axis, a module).
+    advice: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,7 +193,8 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "data_files": [str(f) for f in self.data_files],
-            "file_bytes": self.file_bytes, "exporter": self.exporter, "opset": self.opset,
+            "file_bytes": self.file_bytes, "data_bytes": self.data_bytes,
+            "exporter": self.exporter, "opset": self.opset,
             "dynamic_batch": self.dynamic_batch, "node_count": self.node_count,
             "op_counts": self.op_counts,
             "inputs": [t.to_dict() for t in self.inputs],
@@ -110,7 +205,14 @@ class ExportResult:
             "batch_checked": self.batch_checked,
             "batch_parity": ([p.to_dict() for p in self.batch_parity]
                              if self.batch_parity is not None else None),
-            "problems": self.problems, "notes": self.notes, "seconds": self.seconds,
+            "dynamic_axes": self.dynamic_axes, "sizes_checked": self.sizes_checked,
+            "with_cache": self.with_cache,
+            "first_divergence": (self.divergence.to_dict() if self.divergence is not None
+                                 else None),
+            "optimization": (self.optimization.to_dict() if self.optimization is not None
+                             else None),
+            "problems": self.problems, "notes": self.notes, "advice": self.advice,
+            "seconds": self.seconds,
         }
 
 

@@ -1,7 +1,5 @@
-"""Reading an exported file back: onnx.checker, facts for the table, and parity in ONNX Runtime.
-
-Parity runs at the export's batch and, for a dynamic batch, at batch + 1 against torch at that
-batch, so that a batch size baked into a reshape is caught rather than shipped."""
+"""Reading an exported file back: onnx.checker, facts for the table, and running it in ONNX
+Runtime quietly (the comparisons themselves are in ``compare``; which runs, in ``export``)."""
 
 from __future__ import annotations
 
@@ -15,10 +13,10 @@ import torch
 from torch import nn
 
 from modelviz.core import engine
-from modelviz.core.formatting import dims_text
-from modelviz.core.tensors import flat, leading_batch
+from modelviz.core.tensors import flat
 from modelviz.errors import ExportError, one_line
-from modelviz.features.onnx.result import ExportResult, Parity, TensorInfo
+from modelviz.features.onnx.compare import numpy
+from modelviz.features.onnx.result import TensorInfo
 
 # ----------------------------------------------------------------------------------------------
 # Reading the file back: the checker, facts for the table, parity in ONNX Runtime.
@@ -122,165 +120,58 @@ def check_file(path: Path) -> None:
                           "This is an exporter bug: try the other `exporter`.") from exc
 
 
-def _numpy(tensor: torch.Tensor) -> Any:
-    return tensor.detach().to("cpu").contiguous().numpy()
+# ----------------------------------------------------------------------------------------------
+# Running the file in ONNX Runtime, quietly.
 
 
-def _uninformative(name: str, values: Any) -> str | None:
-    """Why comparing with torch's ``values`` proves nothing, or None: with no element, no
-    finite one, or one value everywhere (an untrained zero-initialised head gives 0 for every
-    logit, whatever the layers before it computed), any graph of the right shape would match."""
-    import numpy as np
-
-    finite = np.isfinite(values)
-    if values.size == 0:
-        what = "is empty"
-    elif np.isnan(values).all():
-        what = "is all NaN"
-    elif (values.size > 1 or not finite.all()) and (values == values.flat[0]).all():
-        first = float(values.flat[0])
-        what = ("is all zeros (a layer initialised to zero, such as an untrained head?)"
-                if first == 0 else f"is {first:g}" + (" everywhere" if values.size > 1 else ""))
-    elif not finite.any():
-        what = (f"is never finite ({int(np.isnan(values).sum()):,} NaN, "
-                f"{int(np.isinf(values).sum()):,} infinite)")
-    else:
-        return None
-    return f"torch's {name} {what}"
-
-
-def _compare(name: str, got: Any, reference: torch.Tensor, atol: float,
-             batch: int | None) -> Parity | str:
-    """One output's parity, or why it cannot be compared. A position counts only where the two
-    differ: equal infinities and NaN against NaN agree; a NaN or an infinity facing anything
-    else is an infinite error, never the NaN that subtracting them gives."""
-    import numpy as np
-
-    expected = _numpy(reference).astype(np.float64)
-    actual = np.asarray(got).astype(np.float64)
-    if actual.shape != expected.shape:
-        return (f"{name}: shape {dims_text(actual.shape)} in ONNX Runtime, "
-                f"{dims_text(expected.shape)} in torch")
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
-        diff = np.where(same, 0.0, np.abs(actual - expected))
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        rel = np.where(np.isinf(diff), np.inf, diff / np.fmax(np.abs(expected), atol))
-    abs_err = float(diff.max()) if diff.size else 0.0
-    rel_err = float(rel.max()) if rel.size else 0.0
-    return Parity(name, abs_err, rel_err, abs_err <= atol, batch,
-                  _uninformative(name, expected))
-
-
-def verify_parity(path: Path, inputs: list[torch.Tensor], reference: list[torch.Tensor],
-            names: list[str], atol: float, result: ExportResult, *, model: nn.Module,
-            device: torch.device | None, train: bool, args: tuple[Any, ...],
-            kwargs: dict[str, Any]) -> None:
-    """ONNX Runtime against torch at the export's batch, then at batch + 1 on a dynamic batch;
-    the model and its structured inputs are there for torch's pass at that other batch."""
+def session_options() -> Any:
+    """Options for every session: ONNX Runtime's own log lines (coloured, with a timestamp,
+    straight to stderr) are off; its errors come back as exceptions, which modelviz words."""
     import onnxruntime as ort
 
-    if any(t.dtype == torch.bfloat16 for t in [*inputs, *reference]):
-        result.notes.append("not verified: numpy, which ONNX Runtime's Python API speaks, has no "
-                            "bfloat16")
-        return
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: an error is raised, not printed as well
     # ORT's worker threads otherwise spin for a while after each run, taking the CPU from
     # whatever the user does next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        graph_inputs = [i.name for i in session.get_inputs()]
-        feeds = dict(zip(names, (_numpy(t) for t in inputs), strict=True))
-        got = session.run(None, {n: feeds[n] for n in graph_inputs})
-    except Exception as exc:
-        result.problems.append("ONNX Runtime could not run the file: "
-                               + one_line(exc))
-        return
-    if len(got) != len(reference):
-        result.problems.append(f"the file has {len(got)} outputs, torch's forward returns "
-                               f"{len(reference)}")
-        return
-    batch = leading_batch(tuple(inputs), {})
-    result.parity = []
-    for name, ours, theirs in zip(names_out(result), got, reference, strict=True):
-        compared = _compare(name, ours, theirs, atol, batch)
-        if isinstance(compared, str):
-            result.problems.append(compared)
-            continue
-        if compared.uninformative:
-            result.notes.append(f"{compared.uninformative}, so its parity check proves nothing")
-        result.parity.append(compared)
-    if result.dynamic_batch:
-        _other_batch(session, graph_inputs, names, result, model=model, device=device,
-                     train=train, args=args, kwargs=kwargs)
+    return options
 
 
-def names_out(result: ExportResult) -> list[str]:
-    return [t.name for t in result.outputs]
+def open_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
 
 
-def _other_batch(session: Any, graph_inputs: list[str], names: list[str], result: ExportResult,
-                 *, model: nn.Module, device: torch.device | None, train: bool,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Run the file at batch + 1 and compare it with torch on the same inputs: a dynamic batch
-    that only works at the export's batch size (one the exporter froze into a constant) would
-    fail here, not in the user's serving code."""
-    from torch.utils import _pytree as pytree
-
-    bigger_args, bigger_kwargs = pytree.tree_map(
-        lambda t: torch.cat([t, t[:1]]) if isinstance(t, torch.Tensor) else t, (args, kwargs))
-    bigger = leaves((bigger_args, bigger_kwargs))
-    batch = bigger[0].shape[0]
-    feeds = dict(zip(names, (_numpy(t) for t in bigger), strict=True))
-    try:
-        got = session.run(None, {n: feeds[n] for n in graph_inputs})
-    except Exception as exc:
-        result.problems.append(f"the batch dimension is declared dynamic, but ONNX Runtime fails "
-                               f"at batch {batch}: " + one_line(exc, limit=200))
-        return
-    for declared, value in zip(result.outputs, got, strict=True):
-        if declared.shape and declared.shape[0] == "batch" and value.shape[0] != batch:
-            result.problems.append(f"{declared.name} has {value.shape[0]} rows at batch {batch}, "
-                                   "though the file declares them as the batch")
-            return
-    result.batch_checked = batch
-    try:
-        reference = leaves(engine.run(model, bigger_args, bigger_kwargs, device=device,
-                                        train=train, count_flops=False,
-                                        keep_output=True).output_value)
-    except Exception as exc:  # torch's own limit, not the file's: say so and compare nothing
-        result.notes.append(f"torch's forward fails at batch {batch} ("
-                            + one_line(exc, limit=200) + "), so ONNX Runtime's values "
-                            "there are not compared")
-        return
-    if len(reference) != len(got):
-        result.problems.append(f"at batch {batch}, the file has {len(got)} outputs, torch's "
-                               f"forward returns {len(reference)}")
-        return
-    _batch_parity(got, reference, batch, result)
+def feeds(session: Any, names: list[str], tensors: list[torch.Tensor]) -> dict[str, Any]:
+    """The inputs the file takes, by name (an input torch.export found unused is not one)."""
+    by_name = dict(zip(names, (numpy(t) for t in tensors), strict=True))
+    return {i.name: by_name[i.name] for i in session.get_inputs()}
 
 
-def _batch_parity(got: list[Any], reference: list[torch.Tensor], batch: int,
-                  result: ExportResult) -> None:
-    """The values at batch + 1. An error there is a problem of its own only where the export's
-    batch passed: that is what points at a batch size frozen in the file, and what the one-line
-    failure message must then name instead of the export batch's small error."""
-    passed = all(p.ok for p in result.parity or [])
-    result.batch_parity = []
-    for name, ours, theirs in zip(names_out(result), got, reference, strict=True):
-        compared = _compare(name, ours, theirs, result.atol, batch)
-        if isinstance(compared, str):
-            result.problems.append(f"at batch {batch}, {compared}")
-            continue
-        result.batch_parity.append(compared)
-        if passed and not compared.ok:
-            result.problems.append(
-                f"ONNX Runtime matches torch at the export's batch but differs by "
-                f"{compared.max_abs_error:.3g} on {name} at batch {batch}, beyond `atol` "
-                f"{result.atol:g} (did the exporter record the batch size as a constant?)")
+def run_options() -> Any:
+    import onnxruntime as ort
 
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
+
+
+_ORT_NODE = re.compile(r"while running (\w+) node\. Name:'([^']*)'")
+
+
+def ort_error(exc: BaseException, limit: int = 160) -> str:
+    """ONNX Runtime's error as a phrase: ``in its Split node '/Split': Cannot split using
+    values in 'split' attribute`` (the node first, the status codes and the shapes' detail
+    off, the message cut at its first sentence)."""
+    text = " ".join(str(exc).split())
+    node = _ORT_NODE.search(text)
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^Non-zero status code returned while running \w+ node\. Name:'[^']*' "
+                  r"Status Message: ", "", text)
+    sentence = re.match(r"(.{20,}?[.!])(?: |$)", text)
+    text = one_line(sentence.group(1).rstrip(".") if sentence else text, limit=limit)
+    return (f"in its {node.group(1)} node {node.group(2)!r}: " if node else "") + text
 
 
 DEFAULT_ATOL = 1e-4

@@ -303,8 +303,10 @@ def _onnx(prepared: Prepared, trace: Trace, directory: Path, part: OnnxPart, *, 
           opset: int | None, atol: float | None, static: bool, train: bool) -> None:
     from modelviz.features.onnx import export as onnx_export
 
+    linked = onnx_export.report_links_weights(prepared.model)  # weights beside, in .data
     part.record(onnx_export.export(prepared, directory / "model.onnx", exporter=exporter,
                                    opset=opset, atol=atol, dynamic_batch=not static,
+                                   external_data=True if linked else None,
                                    train=train, reference=trace.output_value))
 
 

@@ -218,8 +218,11 @@ def _onnx(part: OnnxPart) -> str:
     result = part.result
     if result is not None and (result.parity is not None or result.inputs):
         name = result.path.name
+        data = "".join(f' · weights in <a href="{_e(f.name)}">{_e(f.name)}</a>'
+                       for f in result.data_files)
         facts = [["File", f'<a href="{_e(name)}">{_e(name)}</a> '
-                  f"({_e(human_bytes(result.file_bytes))})"],
+                  f"({_e(human_bytes(result.file_bytes - result.data_bytes))})"
+                  + (f"{data} ({_e(human_bytes(result.data_bytes))})" if data else "")],
                  ["Exporter", _e(result.exporter)],
                  ["Opset", _e(result.opset)],
                  ["Nodes", _e(result.node_count)]]
