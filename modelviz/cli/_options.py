@@ -128,18 +128,19 @@ class ModelOptions:
                 "trust_pickle": self.trust_pickle, "input_file": self.input_file,
                 "seed": self.seed, "forward_args": self.forward_args}
 
-    def prepare(self) -> Prepared:
-        """Load the model and its inputs."""
+    def prepare(self, *, values: bool = True) -> Prepared:
+        """Load the model and its inputs; ``values=False`` for a command that needs shapes and
+        counts only (``core.session.prepare``)."""
         from modelviz.core.session import prepare
 
-        return prepare(self.model, *self.specs, **self.prepare_options())
+        return prepare(self.model, *self.specs, **self.prepare_options(), values=values)
 
-    def load(self, *, quiet: bool = False) -> Prepared:
+    def load(self, *, quiet: bool = False, values: bool = True) -> Prepared:
         """``prepare`` under a spinner, then what the loader has to say, on stderr."""
         from modelviz.cli._console import spinner
 
         with spinner(f"Loading {self.model}", quiet=quiet):
-            prepared = self.prepare()
+            prepared = self.prepare(values=values)
         tell_loaded(prepared)
         return prepared
 

@@ -126,13 +126,15 @@ def graph(
         raise OutputError(f"{chosen.upper()} is binary and stdout is a terminal.",
                           f"Give -o model.{chosen}, or redirect stdout to a file.")
 
+    from modelviz.core.session import shapes_only
     from modelviz.features.graph.draw import draw
 
-    prepared = opts.load()
+    prepared = opts.load(values=False)
     with spinner("Running the forward pass"):
-        drawing = draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
-                       fold=fold, rankdir=rankdir.value, show_saved=show_saved,
-                       show_attrs=show_attrs, train=opts.train)
+        drawing = shapes_only(prepared, lambda p: draw(
+            p, view=view.value, depth=depth, expand=tuple(expanded), fold=fold,
+            rankdir=rankdir.value, show_saved=show_saved, show_attrs=show_attrs,
+            train=opts.train))
     with spinner("Laying out the graph with Graphviz"):
         rendered = drawing.render(chosen)
     if output is None:
@@ -165,13 +167,14 @@ def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: 
     if output is None and sys.stdout.isatty():
         raise OutputError("the HTML viewer is a page of over 1 MB and stdout is a terminal.",
                           "Give -o model.html, or redirect stdout to a file.")
+    from modelviz.core.session import shapes_only
     from modelviz.features.graph.interactive import interactive_html
     from modelviz.output import write_text
 
-    prepared = opts.load()
+    prepared = opts.load(values=False)
     with spinner("Running the forward pass"):
-        page = interactive_html(prepared, rankdir=rankdir.value, train=opts.train,
-                                expand=tuple(expand), fold=fold)
+        page = shapes_only(prepared, lambda p: interactive_html(
+            p, rankdir=rankdir.value, train=opts.train, expand=tuple(expand), fold=fold))
     if output is None:
         typer.echo(page, nl=False)
         return

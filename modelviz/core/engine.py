@@ -28,7 +28,7 @@ try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they ski
 except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
-from modelviz.core import meta
+from modelviz.core import meta, placeholders
 from modelviz.core.flops import INTEGER_FORMULAS, FlopCounter, ShapeFormula, shape_formula
 from modelviz.core.formatting import flat_shapes_text
 from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
@@ -628,6 +628,7 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         if run_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run_device)
         started = time.perf_counter()
+        watch = placeholders.watch(placed, (args, kwargs))
         with ExitStack() as stack:
             stack.enter_context(_hooks(modules, state))
             stack.enter_context(_mode(placed, modules, train))
@@ -638,6 +639,8 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
             stack.enter_context(_gc_paused())
             for probe in probes:
                 stack.enter_context(probe.context())
+            if watch is not None:  # under the counter, which steps off the top for leaves
+                stack.enter_context(watch)
             try:
                 state.start_counting()
                 output = placed(*args, **kwargs)
@@ -646,6 +649,8 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
             finally:
                 state.stop_counting()
             _cuda_sync(run_device)
+        if watch is not None and watch.read is not None:  # the model caught ValuesNeeded
+            raise placeholders.ValuesNeeded(watch.read)
         elapsed = time.perf_counter() - started
         if run_device.type == "cuda":
             peak = int(torch.cuda.max_memory_allocated(run_device))

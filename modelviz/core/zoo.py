@@ -20,8 +20,13 @@ def model_names() -> tuple[str, ...]:
     return tuple(models.list_models())
 
 
+#: What a torchvision model name looks like: a spec that is not (``pkg.mod:attr``, a path) is
+#: told apart without importing torchvision, which costs 0.4 s and imports torch._dynamo.
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def is_model_name(name: str) -> bool:
-    return name in model_names()
+    return _NAME.fullmatch(name) is not None and name in model_names()
 
 
 def family(name: str) -> str:
@@ -33,6 +38,13 @@ def family(name: str) -> str:
         if f".{kind}." in module:
             return kind
     return "classification"
+
+
+def reads_values(name: str) -> bool:
+    """Whether the model's forward pass reads its own values into its control flow: a detector
+    keeps the boxes its scores pick (``nonzero``, ``topk`` then ``.item()``), so its outputs'
+    shapes, and its later layers' work, come from the weights."""
+    return family(name) == "detection"
 
 
 def suggest(name: str) -> list[str]:
