@@ -13,7 +13,7 @@ import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -30,6 +30,7 @@ from modelviz.cli import profile as profile_cmd
 from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
+from modelviz.cli import _process
 from modelviz.cli._console import error_line, note
 from modelviz.errors import ExitStatus, ModelvizError, one_line
 
@@ -189,3 +190,14 @@ app.command("profile")(profile_cmd.profile)
 
 def main() -> None:
     app()
+
+
+def run() -> NoReturn:
+    """The ``modelviz`` program: ``main``, then a quick exit once outputs are flushed and exit
+    handlers have run, without sweeping torch's objects (``_process``)."""
+    _process.owns_process = True
+    try:
+        main()
+    except SystemExit as exc:
+        _process.exit_now(exc.code)
+    _process.exit_now(0)

@@ -131,9 +131,12 @@ class ModelOptions:
     def prepare(self, *, values: bool = True) -> Prepared:
         """Load the model and its inputs; ``values=False`` for a command that needs shapes and
         counts only (``core.session.prepare``)."""
-        from modelviz.core.session import prepare
+        from modelviz.cli._process import heavy_imports
 
-        return prepare(self.model, *self.specs, **self.prepare_options(), values=values)
+        with heavy_imports():
+            from modelviz.core.session import prepare
+
+            return prepare(self.model, *self.specs, **self.prepare_options(), values=values)
 
     def load(self, *, quiet: bool = False, values: bool = True) -> Prepared:
         """``prepare`` under a spinner, then what the loader has to say, on stderr."""

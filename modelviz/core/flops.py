@@ -29,15 +29,41 @@ linear, rnn, quantized kernels...) is reported through ``uncounted`` instead of 
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
+
+
+@contextmanager
+def _without_triton() -> Iterator[None]:
+    """Import torch's flop counter without triton where no kernel of triton's can run: the
+    counter imports it (0.2-0.35 s) only to recognise triton kernels, which run on GPUs alone
+    and which our counter does not count; without a GPU, nothing is lost."""
+    if "triton" in sys.modules or "torch.utils.flop_counter" in sys.modules \
+            or torch.cuda.is_available():
+        yield
+        return
+    log = logging.getLogger("torch.utils.flop_counter")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "triton not found": true here, and nothing to act on
+    sys.modules["triton.runtime.jit"] = None  # type: ignore[assignment]  # import fails
+    try:
+        yield
+    finally:
+        del sys.modules["triton.runtime.jit"]
+        log.setLevel(level)
+
+
+with _without_triton():
+    from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
 
 _aten = torch.ops.aten
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
