@@ -56,8 +56,7 @@ def commands(model: str) -> dict[str, list[str]]:
 def once(command: list[str]) -> float:
     """Seconds the process took, start to exit; NaN if it failed."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=False)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, check=False)
     seconds = time.perf_counter() - start
     return seconds if done.returncode == 0 else math.nan
 
@@ -72,6 +71,14 @@ def bench(model: str, repeat: int) -> dict[str, float]:
             times[name].append(once(command))
     return {name: (math.nan if any(math.isnan(t) for t in values)
                    else statistics.median(values)) for name, values in times.items()}
+
+
+def cell(times: dict[str, float], name: str, width: int) -> str:
+    """Seconds and the ratio to the torchinfo script's."""
+    seconds = times[name]
+    if math.isnan(seconds):
+        return f"{'fails':>{width}}"
+    return f"{seconds:.2f}s ({seconds / times['torchinfo']:.2f}x)".rjust(width)
 
 
 def main() -> None:
@@ -92,15 +99,9 @@ def main() -> None:
     for model in args.models.split(","):
         times = bench(model, args.repeat)
         base = times["torchinfo"]
-
-        def cell(name: str, width: int) -> str:
-            seconds = times[name]
-            if math.isnan(seconds):
-                return f"{'fails':>{width}}"
-            return f"{seconds:.2f}s ({seconds / base:.2f}x)".rjust(width)
-
-        print(f"| {model:<10} | {base:>15.2f}s | {cell('modelviz', 16)} | "
-              f"{cell('torchsummary', 19)} | {cell('import only', 14)} |", flush=True)
+        print(f"| {model:<10} | {base:>15.2f}s | {cell(times, 'modelviz', 16)} | "
+              f"{cell(times, 'torchsummary', 19)} | {cell(times, 'import only', 14)} |",
+              flush=True)
     print("\nRatios are to the torchinfo script; 'fails': the tool raised on that model.")
 
 

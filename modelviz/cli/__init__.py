@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelviz import __version__
+from modelviz.cli import _process
 from modelviz.cli import activations as activations_cmd
 from modelviz.cli import diff as diff_cmd
 from modelviz.cli import export_onnx as export_onnx_cmd
@@ -30,7 +31,6 @@ from modelviz.cli import profile as profile_cmd
 from modelviz.cli import report as report_cmd
 from modelviz.cli import summary as summary_cmd
 from modelviz.cli import tensorboard as tensorboard_cmd
-from modelviz.cli import _process
 from modelviz.cli._console import error_line, note
 from modelviz.errors import ExitStatus, ModelvizError, one_line
 

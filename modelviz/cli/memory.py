@@ -103,10 +103,9 @@ def memory(
     budget = parse_budget(fit) if fit is not None else None
     quiet = chosen is MemoryFormat.json and output is None
 
+    from modelviz.core.session import shapes_only
     from modelviz.features.memory import view
     from modelviz.features.memory.plan import plan
-
-    from modelviz.core.session import shapes_only
 
     # Shapes decide every figure, so the weights may be placeholders; not with --kv-cache,
     # whose decoding steps run outside the engine's pass, which watches what is read.

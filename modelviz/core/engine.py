@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import math
 import re
 import sys
@@ -29,9 +30,22 @@ except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
 from modelviz.core import meta, placeholders
-from modelviz.core.flops import INTEGER_FORMULAS, FlopCounter, ShapeFormula, shape_formula
+from modelviz.core.flops import (
+    FORMULA_TYPES,
+    INTEGER_FORMULAS,
+    FlopCounter,
+    ShapeFormula,
+    shape_formula,
+)
 from modelviz.core.formatting import flat_shapes_text
-from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
+from modelviz.core.records import (
+    CallRecord,
+    Describer,
+    ModuleRecord,
+    Trace,
+    describe,
+    dtype_name,
+)
 from modelviz.errors import ForwardError, one_line
 
 __all__ = ["Probe", "as_run", "model_device", "model_dtype", "run", "scan"]
@@ -186,51 +200,66 @@ def _is_weight_buffer(name: str, buffer: torch.Tensor) -> bool:
     return buffer.dtype in _INTEGER and _WEIGHT_NAME.search(name) is not None
 
 
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
         dict[str, ModuleRecord]):
     """The model's static structure: hierarchy, parameters (shared ones counted once), buffers.
 
     Quantized weights count as parameters too, at their real dtype and bytes: torch.ao's packed
-    params and integer weight buffers (``ModuleRecord.packed``), never trainable."""
+    params and integer weight buffers (``ModuleRecord.packed``), never trainable.
+
+    Every pass starts here, so the usual case, float weights each owned by one module, takes
+    the short way: no name is joined unless a parameter turns out to be shared."""
     records: dict[str, ModuleRecord] = {}
-    owners: dict[int, str] = {}  # id(parameter) -> qualified name of its first owner
+    owners: dict[int, tuple[str, str]] = {}  # id(parameter) -> (module, name) of its first owner
     values_of: dict[int, int] = {}  # id(parameter) -> values counted for it, where not numel
+    may_pack = _MAY_PACK
     if modules is None:
         modules = dict(model.named_modules())
     for name, module in modules.items():
-        parent = None if not name else (name.rsplit(".", 1)[0] if "." in name else "")
-        record = ModuleRecord(
-            name=name, type=type(module).__name__,
-            depth=0 if not name else name.count(".") + 1, parent=parent,
-        )
-        kernel = _kernel_size(module)
+        parent: str | None = name.rpartition(".")[0] if name else None
+        depth = name.count(".") + 1 if name else 0
+        record = ModuleRecord(name, type(module).__name__, depth, parent)
+        attributes = module.__dict__
+        kernel = attributes.get("kernel_size")
         if kernel is not None:
-            record.extra["kernel_size"] = kernel
-        if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            kernel = _kernel_size(module)
+            if kernel is not None:
+                record.extra["kernel_size"] = kernel
+        if isinstance(module, _CONTAINERS):
             record.extra["container"] = True  # pure plumbing; torchsummary skips these too
         for pname, param in module._parameters.items():
             if param is None:
                 continue
-            qualified = f"{name}.{pname}" if name else pname
-            first = owners.setdefault(id(param), qualified)
-            if first != qualified:
-                record.shared[pname] = first
+            first = owners.get(id(param))
+            if first is not None:
+                record.shared[pname] = f"{first[0]}.{first[1]}" if first[0] else first[1]
                 record.shared_params += param.numel()
                 continue
-            numel, dtype, opaque = _stored_values(module, param)
-            if numel != param.numel():
-                values_of[id(param)] = numel
-            if opaque:
-                record.opaque.append(pname)
-            _count_weight(record, numel, param.numel() * param.element_size(), dtype)
+            owners[id(param)] = (name, pname)
+            if param.dtype in may_pack:
+                numel, dtype, opaque = _stored_values(module, param)
+                if numel != param.numel():
+                    values_of[id(param)] = numel
+                if opaque:
+                    record.opaque.append(pname)
+            else:
+                numel, dtype = param.numel(), dtype_name(param.dtype)
+            nbytes = param.numel() * param.element_size()
+            record.params += numel
+            record.param_bytes += nbytes
+            record.param_dtypes[dtype] = record.param_dtypes.get(dtype, 0) + numel
+            record.param_dtype_bytes[dtype] = record.param_dtype_bytes.get(dtype, 0) + nbytes
             if param.requires_grad:
                 record.trainable += numel
         for bname, buffer in module._buffers.items():
             if buffer is None:
                 continue
-            if _is_weight_buffer(bname, buffer):
-                qualified = f"{name}.{bname}" if name else bname
-                if owners.setdefault(id(buffer), qualified) == qualified:
+            if buffer.dtype in _INTEGER and _is_weight_buffer(bname, buffer):
+                if id(buffer) not in owners:
+                    owners[id(buffer)] = (name, bname)
                     numel, dtype, opaque = _stored_values(module, buffer)
                     if opaque:
                         record.opaque.append(bname)
@@ -239,12 +268,16 @@ def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
                 continue
             record.buffers += buffer.numel()
             record.buffer_bytes += buffer.numel() * buffer.element_size()
-        for attr, value in _packed_params(module):
-            if owners.setdefault(id(value), f"{name}.{attr}") == f"{name}.{attr}":
-                _count_packed(record, module, value)
+        if "_packed_params" in attributes or "param" in attributes:
+            for attr, value in _packed_params(module):
+                if id(value) not in owners:
+                    owners[id(value)] = (name, attr)
+                    _count_packed(record, module, value)
         records[name] = record
-        if parent is not None and parent in records:
-            records[parent].children.append(name)
+        if parent is not None:
+            above = records.get(parent)
+            if above is not None:
+                above.children.append(name)
     # Subtree totals, bottom-up. A parameter shared across two subtrees counts once in each, so
     # with sharing we count unique parameters per subtree; without, children's totals just add.
     shared = any(r.shared for r in records.values())
@@ -258,10 +291,14 @@ def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
                 values_of.get(id(p), p.numel()) for p in unique)
             record.trainable_total = sum(values_of.get(id(p), p.numel()) for p in unique
                                          if p.requires_grad)
-        else:
+        elif record.children:
             children = [records[c] for c in record.children]
-            record.params_total = record.params + sum(c.params_total for c in children)
-            record.trainable_total = record.trainable + sum(c.trainable_total for c in children)
+            record.params_total = record.params + sum([c.params_total for c in children])
+            record.trainable_total = record.trainable + sum(
+                [c.trainable_total for c in children])
+        else:
+            record.params_total = record.params
+            record.trainable_total = record.trainable
     return records
 
 
@@ -302,7 +339,11 @@ def _shapes_text(call: CallRecord) -> str:
 
 
 class _Pass:
-    """State of one forward pass: the call stack, the FLOP counter and its pause switch."""
+    """State of one forward pass: the call stack, the FLOP counter and its pause switch.
+
+    During the pass each call gets only what must be seen then (the shapes of what it was
+    given and returned, its own FLOPs); what follows from them, each call's FLOPs with those
+    of the calls inside it, is summed once afterwards (``settle``)."""
 
     def __init__(self, records: dict[str, ModuleRecord], probes: tuple[Probe, ...],
                  count_flops: bool) -> None:
@@ -311,7 +352,7 @@ class _Pass:
         self.calls: list[CallRecord] = []
         self.stack: list[CallRecord] = []
         self.formulas: list[ShapeFormula | None] = []
-        self.finished = 0
+        self.describe = Describer()
         self.total_flops = 0
         self.int_flops = 0
         #: op -> the modules it ran in, for ops the counter has no formula for (flops.uncountable)
@@ -321,13 +362,26 @@ class _Pass:
         self.paused = False  # the counter is off the mode stack while a stock leaf runs
 
     def add_flops(self, flops: int, integer: bool = False) -> None:
+        """FLOPs of one op, to the call it ran in (``settle`` adds them to the enclosing ones)."""
         self.total_flops += flops
-        for call in self.stack:
-            call.flops += flops
+        stack = self.stack
+        if stack:
+            stack[-1].flops += flops
         if integer:
             self.int_flops += flops
-            for call in self.stack:
-                call.int_flops += flops
+            if stack:
+                stack[-1].int_flops += flops
+
+    def settle(self) -> None:
+        """Each call's FLOPs made inclusive: those of every call inside it added, innermost
+        first (a call starts after the call it runs in, so reversed start order will do)."""
+        calls = self.calls
+        for call in reversed(calls):
+            parent = call.parent
+            if parent is not None and (call.flops or call.int_flops):
+                outer = calls[parent]
+                outer.flops += call.flops
+                outer.int_flops += call.int_flops
 
     def miss(self, op: str) -> None:
         where = self.stack[-1].module if self.stack else ""
@@ -361,49 +415,6 @@ class _Pass:
         assert self.counter is not None
         _push_mode(self.counter)
         self.paused = False
-
-    def begin(self, record: ModuleRecord, module: nn.Module, args: tuple[Any, ...]) -> None:
-        """A module's forward starts (the global pre-hook sees no keyword arguments)."""
-        stack = self.stack
-        calls = self.calls
-        call = CallRecord(
-            len(calls), record.name, record.depth, stack[-1].index if stack else None,
-            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]), {},
-        )
-        calls.append(call)
-        record.calls.append(call)
-        stack.append(call)
-        formula = shape_formula(module, args) if self.counting else None
-        # A stock leaf layer: its FLOPs follow from shapes, so we skip watching each of its ops.
-        # If another dispatch mode sits above ours, we keep watching instead.
-        if formula is not None and not self.pause():
-            formula = None
-        self.formulas.append(formula)
-        if self.probes:
-            for probe in self.probes:
-                probe.call_start(call, module, args)
-
-    def end(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-            output: Any) -> None:
-        formula = self.formulas.pop()
-        call = self.stack.pop()
-        if formula is not None:
-            self.resume()
-            flops = formula(module, args, output)
-            if flops:
-                integer = formula in INTEGER_FORMULAS
-                call.flops += flops
-                if integer:
-                    call.int_flops += flops
-                self.add_flops(flops, integer)
-        if kwargs:
-            call.kwargs = {k: describe(v) for k, v in kwargs.items()}
-        call.output = describe(output)
-        call.end_index = self.finished
-        self.finished += 1
-        if self.probes:
-            for probe in self.probes:
-                probe.call_end(call, module, args, kwargs, output)
 
     def failure(self, exc: BaseException, device: torch.device | None = None) -> ForwardError:
         """Name the module that failed, what it was given, and what ran before it."""
@@ -461,20 +472,63 @@ def _hooks(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
     """Process-wide module hooks, filtered to this model's modules.
 
     Two global hooks cost nothing to install, where two hooks on each of a model's modules cost a
-    millisecond on resnet50. The global pre-hook sees no keyword arguments; ``end`` records them.
+    millisecond on resnet50. The global pre-hook sees no keyword arguments; ``post`` records
+    them. Both run at every call of every module, so they do little, with their state at hand.
     """
-    by_id = {id(m): (m, state.records[n]) for n, m in modules.items()}
+    records = state.records
+    by_id = {id(m): (m, records[n], type(m) in FORMULA_TYPES) for n, m in modules.items()}
+    calls, stack, formulas = state.calls, state.stack, state.formulas
+    describe = state.describe
+    probes = state.probes
+    finished = itertools.count()
 
     def pre(module: nn.Module, args: tuple[Any, ...]) -> None:
         entry = by_id.get(id(module))
-        if entry is not None and entry[0] is module:
-            state.begin(entry[1], module, args)
+        if entry is None or entry[0] is not module:
+            return
+        record = entry[1]
+        call = CallRecord(
+            len(calls), record.name, record.depth, stack[-1].index if stack else None,
+            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]), {},
+        )
+        calls.append(call)
+        record.calls.append(call)
+        stack.append(call)
+        formula = None
+        if entry[2] and state.counting:
+            formula = shape_formula(module, args)
+            # A stock leaf layer: its FLOPs follow from shapes, so we skip watching each of its
+            # ops. If another dispatch mode sits above ours, we keep watching instead.
+            if formula is not None and not state.pause():
+                formula = None
+        formulas.append(formula)
+        if probes:
+            for probe in probes:
+                probe.call_start(call, module, args)
 
     def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
              output: Any) -> None:
         entry = by_id.get(id(module))
-        if entry is not None and entry[0] is module:
-            state.end(module, args, kwargs, output)
+        if entry is None or entry[0] is not module:
+            return
+        formula = formulas.pop()
+        call = stack.pop()
+        if formula is not None:
+            state.resume()
+            flops = formula(module, args, output)
+            if flops:
+                call.flops += flops
+                state.total_flops += flops
+                if formula in INTEGER_FORMULAS:
+                    call.int_flops += flops
+                    state.int_flops += flops
+        if kwargs:
+            call.kwargs = {k: describe(v) for k, v in kwargs.items()}
+        call.output = describe(output)
+        call.end_index = next(finished)
+        if probes:
+            for probe in probes:
+                probe.call_end(call, module, args, kwargs, output)
 
     handles = [register_module_forward_pre_hook(pre),
                register_module_forward_hook(post, with_kwargs=True)]
@@ -654,11 +708,14 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         elapsed = time.perf_counter() - started
         if run_device.type == "cuda":
             peak = int(torch.cuda.max_memory_allocated(run_device))
+    state.settle()
     for record in reversed(records.values()):  # children come after their parent
-        record.flops = (sum(c.flops for c in record.calls) if record.calls
-                        else sum(records[c].flops for c in record.children))
-        record.int_flops = (sum(c.int_flops for c in record.calls) if record.calls
-                            else sum(records[c].int_flops for c in record.children))
+        if record.calls:
+            record.flops = sum([c.flops for c in record.calls])
+            record.int_flops = sum([c.int_flops for c in record.calls])
+        elif record.children:
+            record.flops = sum([records[c].flops for c in record.children])
+            record.int_flops = sum([records[c].int_flops for c in record.children])
     trace = Trace(
         model_type=type(model).__name__, modules=records, calls=state.calls,
         inputs=[describe(a) for a in args] + ([describe(kwargs)] if kwargs else []),

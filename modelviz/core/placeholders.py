@@ -79,14 +79,14 @@ _READS = frozenset({
 _RAW_READS = frozenset({_T.tolist, _T.numpy, _T.__array__})
 
 
-class ReadWhileBuilding(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+class ReadWhileBuilding(BaseException):
     """A constructor read values made from placeholders: it may decide on them (and a loop
     that waits for a random draw to land in a range would wait forever), so the build stops
     here, to be done again with its random init. A BaseException, so that the constructor's
     own ``except Exception`` lets it through."""
 
 
-class ValuesNeeded(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+class ValuesNeeded(BaseException):
     """The model read values that placeholder weights decide: build it with its init, redo.
 
     A BaseException, so that a model's own ``except Exception`` cannot swallow it."""
@@ -145,14 +145,14 @@ class SkipRandomInit(TorchFunctionMode):
         torch.set_num_threads(1)
         self._trunc_normal = getattr(_init, "_no_grad_trunc_normal_", None)
         if self._trunc_normal is not None:  # a rejection sampler: see _skip_trunc_normal
-            _init._no_grad_trunc_normal_ = self._skip_trunc_normal  # type: ignore[attr-defined]
-        super().__enter__()
+            _init._no_grad_trunc_normal_ = self._skip_trunc_normal
+        super().__enter__()  # type: ignore[no-untyped-call]  # torch's mode is untyped
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        super().__exit__(*exc)
+        super().__exit__(*exc)  # type: ignore[no-untyped-call]
         if self._trunc_normal is not None:
-            _init._no_grad_trunc_normal_ = self._trunc_normal  # type: ignore[attr-defined]
+            _init._no_grad_trunc_normal_ = self._trunc_normal
         torch.set_num_threads(self._threads)
 
     def _skip_trunc_normal(self, tensor: torch.Tensor, mean: float, std: float, a: float,
@@ -304,7 +304,7 @@ def _reads(kind: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if kind == _NO_OUTPUT_SIZE:
         return kwargs.get("output_size") is None
     if kind == _NO_CLASSES:
-        return (args[1] if len(args) > 1 else kwargs.get("num_classes", -1)) == -1
+        return bool((args[1] if len(args) > 1 else kwargs.get("num_classes", -1)) == -1)
     return kind == _ALWAYS
 
 
@@ -337,10 +337,9 @@ class _Clean:
         return base is None or base in tensors
 
     def discard(self, tensor: torch.Tensor) -> None:
-        self.tensors.pop(tensor, None)
-        base = tensor._base
-        if base is not None:
-            self.tensors.pop(base, None)
+        for key in (tensor, tensor._base):
+            if key is not None and key in self.tensors:
+                del self.tensors[key]
 
     def stop(self, what: str) -> None:
         if self.read is None:
@@ -422,12 +421,12 @@ class Watch:
 
     def __enter__(self) -> Watch:
         for mode in self._modes:
-            mode.__enter__()
+            mode.__enter__()  # type: ignore[no-untyped-call]  # torch's modes are untyped
         return self
 
     def __exit__(self, *exc: object) -> None:
         for mode in reversed(self._modes):
-            mode.__exit__(*exc)
+            mode.__exit__(*exc)  # type: ignore[no-untyped-call]
 
 
 def watch(model: nn.Module, inputs: Any) -> Watch | None:

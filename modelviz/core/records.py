@@ -33,6 +33,7 @@ class TensorMeta:
 Tree = Union[TensorMeta, tuple["Tree", ...], list["Tree"], dict[str, "Tree"], None]  # noqa: UP007 - a recursive alias needs Union
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
+_STRIDED = torch.strided
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -53,6 +54,35 @@ def describe(value: Any) -> Tree:
     if isinstance(value, dict):
         return {str(k): describe(v) for k, v in value.items()}
     return None
+
+
+class Describer:
+    """``describe`` for one pass: a TensorMeta is immutable and a pass meets the same few
+    shapes thousands of times (every block of a stage gives the same), so each (shape, dtype)
+    of a strided tensor, whose bytes follow from them, is described once and shared."""
+
+    __slots__ = ("metas",)
+
+    def __init__(self) -> None:
+        self.metas: dict[tuple[Any, ...], TensorMeta] = {}
+
+    def __call__(self, value: Any) -> Tree:
+        if isinstance(value, torch.Tensor):
+            if value.layout is not _STRIDED:  # sparse: its bytes depend on what it holds
+                return describe(value)
+            key = (value.shape, value.dtype)
+            meta = self.metas.get(key)
+            if meta is None:
+                meta = self.metas[key] = TensorMeta(tuple(key[0]), dtype_name(key[1]),
+                                                    value.nbytes)
+            return meta
+        if isinstance(value, tuple):
+            return tuple([self(v) for v in value])
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): self(v) for k, v in value.items()}
+        return None
 
 
 def iter_metas(tree: Tree) -> Iterator[TensorMeta]:
