@@ -272,6 +272,9 @@ def _zero_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     return 0
 
 
+zero_flops = _zero_flops
+
+
 _GATES: dict[type[nn.Module], int] = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 #: torch.ao's dynamic quantized LSTM/GRU: int8 weights, one fused op (aten::quantized_lstm).
 _QUANTIZED_GATES: dict[type[nn.Module], int] = {quantized_dynamic.LSTM: 4,
@@ -386,6 +389,8 @@ _TRANSPOSED_SET = frozenset(_TRANSPOSED_TYPES)
 FORMULA_TYPES: frozenset[type[nn.Module]] = (
     _ZERO_FLOP_SET | _CONV_SET | frozenset(_GATES) | frozenset(_QUANTIZED_GATES)
     | {nn.Linear, nn.MultiheadAttention})
+#: Types whose formula is ``zero_flops`` whatever they are given.
+ZERO_FLOP_TYPES = _ZERO_FLOP_SET
 
 
 def uncountable(func: Any) -> str | None:
