@@ -1,9 +1,10 @@
-"""The instrumented forward pass: one pass, module hooks and a FLOP counter, records out.
+"""The instrumented forward pass: one pass, every module's calls recorded and a FLOP counter,
+records out.
 
 Every command consumes the ``Trace`` this returns. Optional probes (activation statistics, data
 flow for graphs) ride on the same pass through the ``Probe`` interface instead of running the model
-again. Whatever happens, hooks are removed and the model is left as it was: train/eval flags,
-device and dtype untouched.
+again. Whatever happens, the recording is removed and the model is left as it was: train/eval
+flags, device and dtype untouched.
 """
 
 from __future__ import annotations
@@ -490,8 +491,8 @@ def _recording(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
     torch take ``__call__``'s long path at every call of every module, which costs more than
     all of the recording (resnet50: 1.5 ms of a 55 ms pass). The wrapper records a call only
     when ``__call__`` made it, as a hook would: ``block.forward(x)`` called directly is part of
-    its caller's call. The pre-hook's view is kept: ``begin`` has the positional arguments,
-    ``end`` the keyword ones too.
+    its caller's call. A forward pre-hook's view is kept: a call's record and its probes'
+    ``call_start`` have the positional arguments, the keyword ones come with ``call_end``.
     """
     records = state.records
     calls, stack, formulas = state.calls, state.stack, state.formulas
@@ -770,7 +771,7 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         device: torch.device | None = None, train: bool = False, grad: bool = False,
         keep_output: bool = False, count_flops: bool = True,
         probes: tuple[Probe, ...] = (), exact: bool = True) -> Trace:
-    """Run ``model(*args, **kwargs)`` once under hooks and return what every module did.
+    """Run ``model(*args, **kwargs)`` once, recorded, and return what every module did.
 
     ``exact``: float32 computed as float32 on CUDA (no TF32), for values others compare with;
     ``memory`` turns it off, since cuDNN picks other algorithms, with other workspaces, then."""
