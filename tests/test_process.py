@@ -89,3 +89,29 @@ def test_in_process_the_collector_is_left_as_it_was(cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     assert gc.isenabled()
     assert gc.get_freeze_count() == frozen
+
+
+IMPORTS = """
+import sys
+sys.argv = ["modelviz", *sys.argv[1:]]
+from modelviz.cli import main
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print("dynamo", "torch._dynamo" in sys.modules)
+roi_align = sys.modules["torchvision.ops.roi_align"]
+print("compile supported on cpu", roi_align.is_compile_supported("cpu"))
+print("dynamo", "torch._dynamo" in sys.modules)
+"""
+
+
+def test_torchvision_comes_without_torch_dynamo_until_it_is_used(tmp_path: Path) -> None:
+    """torchvision's roi_align imports one function from torch._dynamo, which imports all of
+    it (0.8 s): modelviz imports torchvision with that function fetched when first called."""
+    done = subprocess.run([sys.executable, "-c", IMPORTS, "summary", "resnet18", "3x32x32",
+                           "-f", "json"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-3:] == [
+        "dynamo False", "compile supported on cpu True", "dynamo True"]

@@ -195,7 +195,7 @@ def main() -> None:
 def run() -> NoReturn:
     """The ``modelviz`` program: ``main``, then a quick exit once outputs are flushed and exit
     handlers have run, without sweeping torch's objects (``_process``)."""
-    _process.owns_process = True
+    _process.start()
     try:
         main()
     except SystemExit as exc:

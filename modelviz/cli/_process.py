@@ -9,8 +9,9 @@ frozen out of its sight (``gc.freeze``); and the program ends with ``os._exit`` 
 threads are done, the exit handlers have run and stdout and stderr are flushed, the three
 things Python's own exit does before it tears everything down.
 
-Only the program does this (``run`` sets ``owns_process``): a test or a script that calls the
-CLI in its own process keeps its collector as it was.
+The collector is off from the program's start (``start``): a command may import torch before
+it loads its model. Only the program does this: a test or a script that calls the CLI in its
+own process keeps its collector as it was.
 """
 
 from __future__ import annotations
@@ -26,9 +27,33 @@ from typing import NoReturn
 
 #: Set by the ``modelviz`` program, which owns its process and ends it with ``exit_now``.
 owns_process = False
+#: The program started with the collector off (``start``): the first ``heavy_imports`` turns
+#: it on again, whoever imported torch first (a command may import it before loading).
+_off_from_start = False
 
 #: Python's exit status when flushing stdout fails at exit (``Py_RunMain``).
 _FLUSH_FAILED = 120
+
+
+def start() -> None:
+    """The program begins: the collector is off until the model is loaded (``heavy_imports``,
+    or ``imports_done`` for a command that loads none)."""
+    global owns_process, _off_from_start  # noqa: PLW0603 - the one process's state
+    owns_process = True
+    if gc.isenabled():
+        gc.disable()
+        _off_from_start = True
+
+
+def imports_done() -> None:
+    """What the program imported and built so far stays: frozen out of the collector's
+    sight, and the collector on again (it was off since ``start``)."""
+    global _off_from_start  # noqa: PLW0603 - the one process's state
+    if owns_process:
+        gc.freeze()
+    if _off_from_start:
+        _off_from_start = False
+        gc.enable()
 
 
 @contextmanager
@@ -40,8 +65,7 @@ def heavy_imports() -> Iterator[None]:
     try:
         yield
     finally:
-        if owns_process:
-            gc.freeze()
+        imports_done()
         if enabled:
             gc.enable()
 
