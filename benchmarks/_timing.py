@@ -9,11 +9,15 @@ from collections.abc import Callable
 
 
 def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
-                warmup: int = 2, collect: bool = False) -> dict[str, float]:
+                warmup: int = 2, collect: bool = False,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds of each candidate, run in turn so that drift hits them all alike.
 
     ``collect``: a full garbage collection before each run, untimed, so that a candidate that
     leaves much cyclic garbage (the ONNX exporter does) does not bill the next one for it.
+    ``clock``: wall time by default; ``time.process_time`` counts this process's CPU time
+    alone, which other processes on a shared machine do not add to (with one thread, the work
+    done).
 
     A candidate that raises during warm-up (torchsummary on models it cannot handle) is
     reported as NaN.
@@ -31,8 +35,8 @@ def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
         for name, run in candidates.items():
             if collect:
                 gc.collect()
-            start = time.perf_counter()
+            start = clock()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     result = {name: statistics.median(values) for name, values in times.items()}
     return result | dict.fromkeys(failed, float("nan"))

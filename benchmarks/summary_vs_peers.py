@@ -23,6 +23,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from modelviz.core import engine  # noqa: E402
 from modelviz.features.summary.summary import Summary  # noqa: E402
 
 
-def bench_model(name: str, repeat: int) -> dict[str, float]:
+def bench_model(name: str, repeat: int, clock: Callable[[], float]) -> dict[str, float]:
     torch.manual_seed(0)
     model = torchvision.models.get_model(name).eval()
     x = torch.randn(1, 3, 224, 224)
@@ -62,7 +63,7 @@ def bench_model(name: str, repeat: int) -> dict[str, float]:
             torchsummary(summary_copy, (3, 224, 224), device="cpu")  # it runs a batch of 2
 
     return interleaved({"bare forward": bare, "modelviz": modelviz, "torchinfo": with_torchinfo,
-                        "torchsummary": with_torchsummary}, repeat)
+                        "torchsummary": with_torchsummary}, repeat, clock=clock)
 
 
 META = """
@@ -100,17 +101,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--models", default="resnet50,vgg16,mobilenet_v2,vit_b_16")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time, which other work on the machine does "
+                             "not add to")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"{torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}; "
-          f"median of {args.repeat} interleaved runs, batch 1, 3x224x224, CPU\n")
+          f"median {args.clock} time of {args.repeat} interleaved runs, batch 1, 3x224x224, "
+          "CPU\n")
     print(f"| {'model':<14} | {'bare forward':>12} | {'modelviz':>9} | {'torchinfo':>9} | "
           f"{'torchsummary*':>13} |")
     print(f"| {'-' * 14} | {'-' * 12}:| {'-' * 9}:| {'-' * 9}:| {'-' * 13}:|")
     for name in args.models.split(","):
-        times = bench_model(name, args.repeat)
+        times = bench_model(name, args.repeat, clock)
         base = times["bare forward"]
         ratios = [ratio(times[k], base) for k in ("modelviz", "torchinfo", "torchsummary")]
         print(f"| {name:<14} | {base * 1e3:>9.1f} ms | {ratios[0]:>9} | {ratios[1]:>9} | "

@@ -36,17 +36,16 @@ from modelviz.core.flops import (
     INTEGER_FORMULAS,
     ZERO_FLOP_TYPES,
     FlopCounter,
-    ShapeFormula,
     shape_formula,
     zero_flops,
 )
 from modelviz.core.formatting import flat_shapes_text
 from modelviz.core.records import (
     CallRecord,
-    Describer,
     ModuleRecord,
     Trace,
     describe,
+    describer,
     dtype_name,
 )
 from modelviz.errors import ForwardError, one_line
@@ -356,8 +355,7 @@ class _Pass:
         self.probes = probes
         self.calls: list[CallRecord] = []
         self.stack: list[CallRecord] = []
-        self.formulas: list[ShapeFormula | None] = []
-        self.describe = Describer()
+        self.describe = describer()
         self.total_flops = 0
         self.int_flops = 0
         #: op -> the modules it ran in, for ops the counter has no formula for (flops.uncountable)
@@ -495,7 +493,7 @@ def _recording(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
     ``call_start`` have the positional arguments, the keyword ones come with ``call_end``.
     """
     records = state.records
-    calls, stack, formulas = state.calls, state.stack, state.formulas
+    calls, stack = state.calls, state.stack
     describe = state.describe
     probes = state.probes
     counter = state.counter
@@ -534,14 +532,13 @@ def _recording(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
                     else:
                         push(mode)
                         formula = None
-            formulas.append(formula)
             if probes:
                 for probe in probes:
                     probe.call_start(call, module, args)
             output = forward(*args, **kwargs)
-            # The call ends.
-            formula = formulas.pop()
-            call = stack.pop()
+            # The call ends (and any call inside it that raised, caught by the model's code).
+            while stack and stack.pop() is not call:
+                pass
             if formula is not None:
                 push(counter)  # type: ignore[arg-type]  # a formula implies the counter
                 state.paused = False

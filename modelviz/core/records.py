@@ -7,7 +7,7 @@ measured twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -33,7 +33,6 @@ class TensorMeta:
 Tree = Union[TensorMeta, tuple["Tree", ...], list["Tree"], dict[str, "Tree"], None]  # noqa: UP007 - a recursive alias needs Union
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
-_STRIDED = torch.strided
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -56,33 +55,31 @@ def describe(value: Any) -> Tree:
     return None
 
 
-class Describer:
+def describer() -> Callable[[Any], Tree]:
     """``describe`` for one pass: a TensorMeta is immutable and a pass meets the same few
     shapes thousands of times (every block of a stage gives the same), so each (shape, dtype)
     of a strided tensor, whose bytes follow from them, is described once and shared."""
+    metas: dict[tuple[Any, ...], TensorMeta] = {}
+    strided = torch.strided
 
-    __slots__ = ("metas",)
-
-    def __init__(self) -> None:
-        self.metas: dict[tuple[Any, ...], TensorMeta] = {}
-
-    def __call__(self, value: Any) -> Tree:
+    def cached(value: Any) -> Tree:
         if isinstance(value, torch.Tensor):
-            if value.layout is not _STRIDED:  # sparse: its bytes depend on what it holds
+            if value.layout is not strided:  # sparse: its bytes depend on what it holds
                 return describe(value)
             key = (value.shape, value.dtype)
-            meta = self.metas.get(key)
+            meta = metas.get(key)
             if meta is None:
-                meta = self.metas[key] = TensorMeta(tuple(key[0]), dtype_name(key[1]),
-                                                    value.nbytes)
+                meta = metas[key] = TensorMeta(tuple(key[0]), dtype_name(key[1]), value.nbytes)
             return meta
         if isinstance(value, tuple):
-            return tuple([self(v) for v in value])
+            return tuple([cached(v) for v in value])
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [cached(v) for v in value]
         if isinstance(value, dict):
-            return {str(k): self(v) for k, v in value.items()}
+            return {str(k): cached(v) for k, v in value.items()}
         return None
+
+    return cached
 
 
 def iter_metas(tree: Tree) -> Iterator[TensorMeta]:
