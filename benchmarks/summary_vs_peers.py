@@ -1,9 +1,10 @@
 """modelviz summary against torchinfo and torchsummary, in one process, on the same models.
 
 Prints each tool's time as a ratio to a bare ``torch.no_grad()`` forward pass of the same model
-and input (lower is better; 1.00 would be free), then modelviz's meta-device figures for the
-Llama-style 7B and 70B sample models, each summary a fresh process timed whole, from its start
-(torch's import included) to its exit. Run from the repository root:
+and input run in the same round (lower is better; 1.00 would be free), then modelviz's
+meta-device figures for the Llama-style 7B and 70B sample models, each summary a fresh process
+timed whole, from its start (torch's import included) to its exit. Run from the repository
+root:
 
     .venv/bin/python benchmarks/summary_vs_peers.py [--repeat 15] [--models resnet50,vgg16]
 
@@ -34,7 +35,7 @@ from torchsummary import summary as torchsummary
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._timing import interleaved  # noqa: E402
+from benchmarks._timing import paired_ratios  # noqa: E402
 from modelviz.core import engine  # noqa: E402
 from modelviz.features.summary.summary import Summary  # noqa: E402
 
@@ -62,8 +63,9 @@ def bench_model(name: str, repeat: int, clock: Callable[[], float]) -> dict[str,
         with contextlib.redirect_stdout(io.StringIO()):
             torchsummary(summary_copy, (3, 224, 224), device="cpu")  # it runs a batch of 2
 
-    return interleaved({"bare forward": bare, "modelviz": modelviz, "torchinfo": with_torchinfo,
-                        "torchsummary": with_torchsummary}, repeat, clock=clock)
+    return paired_ratios({"bare forward": bare, "modelviz": modelviz,
+                          "torchinfo": with_torchinfo, "torchsummary": with_torchsummary},
+                         "bare forward", repeat, clock=clock)
 
 
 META = """
@@ -92,8 +94,8 @@ def bench_meta(spec: str, size: str) -> dict[str, float]:
     return result | {"process": seconds}
 
 
-def ratio(seconds: float, base: float) -> str:
-    return "fails" if math.isnan(seconds) else f"{seconds / base:.2f}x"
+def ratio(value: float) -> str:
+    return "fails" if math.isnan(value) else f"{value:.2f}x"
 
 
 def main() -> None:
@@ -110,15 +112,15 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"{torch.get_num_threads()} CPU thread(s), {platform.processor() or platform.machine()}; "
-          f"median {args.clock} time of {args.repeat} interleaved runs, batch 1, 3x224x224, "
-          "CPU\n")
+          f"{args.clock} time, {args.repeat} interleaved rounds: the median of each round's ratio "
+          "to the bare pass, batch 1, 3x224x224, CPU\n")
     print(f"| {'model':<14} | {'bare forward':>12} | {'modelviz':>9} | {'torchinfo':>9} | "
           f"{'torchsummary*':>13} |")
     print(f"| {'-' * 14} | {'-' * 12}:| {'-' * 9}:| {'-' * 9}:| {'-' * 13}:|")
     for name in args.models.split(","):
         times = bench_model(name, args.repeat, clock)
         base = times["bare forward"]
-        ratios = [ratio(times[k], base) for k in ("modelviz", "torchinfo", "torchsummary")]
+        ratios = [ratio(times[k]) for k in ("modelviz", "torchinfo", "torchsummary")]
         print(f"| {name:<14} | {base * 1e3:>9.1f} ms | {ratios[0]:>9} | {ratios[1]:>9} | "
               f"{ratios[2]:>13} |", flush=True)
     print("\n* torchsummary always runs a batch of 2; 'fails': it raised on that model.\n")
