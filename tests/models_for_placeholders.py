@@ -142,3 +142,16 @@ class RngProbe(nn.Module):
         h: torch.Tensor = self.a(x)
         out: torch.Tensor = self.b(h.unsqueeze(-1).expand(-1, -1, 3))
         return out
+
+
+class HiddenDraw(nn.Module):
+    """A random tensor kept in a list, where no state dict looks, drawn after a skipped init."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.kept = [torch.randn(8)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h: torch.Tensor = self.a(x)
+        return h + self.kept[0]

@@ -138,11 +138,12 @@ def test_weights_that_replace_every_placeholder_skip_the_init(tmp_path: Path) ->
         assert torch.equal(loaded.module.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize(("name", "drop"), [("RandomBuffer", None), ("Gate", "c.bias")])
+@pytest.mark.parametrize(("name", "drop"), [("RandomBuffer", None), ("Gate", "c.bias"),
+                                            ("HiddenDraw", None)])
 def test_weights_that_leave_placeholders_build_with_the_init(name: str, drop: str | None,
                                                              tmp_path: Path) -> None:
-    """A buffer drawn after the skipped inits, or a key missing from the file (--no-strict):
-    the ordinary build's values, with the file's."""
+    """A buffer drawn after the skipped inits, a key missing from the file (--no-strict), a
+    tensor drawn into a list: the ordinary build's values, with the file's."""
     state = getattr(models, name)().state_dict()
     if drop is not None:
         del state[drop]
@@ -161,6 +162,8 @@ def test_weights_that_leave_placeholders_build_with_the_init(name: str, drop: st
     got = tensors(loaded.module)
     for key, value in tensors(usual.module).items():
         assert torch.equal(got[key], value), key
+    if name == "HiddenDraw":
+        assert torch.equal(vars(loaded.module)["kept"][0], vars(usual.module)["kept"][0])
 
 
 def test_diff_of_two_specs_gives_the_random_inits_figures(cli: Cli) -> None:

@@ -487,7 +487,7 @@ def _finish(loaded: LoadedModel, building: _Building | None, weights: str | Path
 def _replaced(module: nn.Module, held: placeholders.Placeholders, report: WeightsReport) -> bool:
     """Whether the weights loaded replaced every placeholder: then the model is the ordinary
     build with these weights (what else it holds was built as the ordinary build does)."""
-    if held.attributes or report.checked_only:
+    if held.others or report.checked_only:
         return False
     unloaded = set(report.missing) | {text.split(":", 1)[0] for text in report.mismatched}
     loaded = set(module.state_dict()) - unloaded

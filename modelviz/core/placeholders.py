@@ -22,6 +22,7 @@ build its attention masks, costs nothing.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -219,18 +220,18 @@ class SkipRandomInit(TorchFunctionMode):
         return result
 
     def placeholders(self, model: nn.Module) -> Placeholders:
-        """The model's parameters and buffers (by name) and plain tensor attributes that hold
-        placeholders; then the held tensors are let go."""
+        """The model's parameters and buffers (by name) that hold placeholders, and how many
+        placeholders live on elsewhere (a plain attribute, a list of tensors): a tensor this
+        mode holds that something else refers to too. Then the held tensors are let go."""
         held = self._held
-        names = frozenset(
-            name for name, tensor in (*model.named_parameters(), *model.named_buffers())
-            if _storage(tensor) in held)
-        registered = {id(t) for t in (*model.parameters(), *model.buffers())}
-        attributes = sum(1 for module in model.modules() for value in vars(module).values()
-                         if isinstance(value, torch.Tensor) and id(value) not in registered
-                         and _storage(value) in held)
+        pairs = (*model.named_parameters(), *model.named_buffers())
+        names = frozenset(name for name, tensor in pairs if _storage(tensor) in held)
+        registered = {_storage(tensor) for _, tensor in pairs}
+        # Referred to by this dict and by getrefcount's argument alone: a temporary, now gone.
+        others = sum(1 for key in list(held)
+                     if key not in registered and sys.getrefcount(held[key]) > 2)
         self._held = {}
-        return Placeholders(names, attributes, self.skipped, self.read)
+        return Placeholders(names, others, self.skipped, self.read)
 
 
 def _bool_index(func: Any, args: tuple[Any, ...]) -> bool:
@@ -245,13 +246,13 @@ class Placeholders:
     """What a build under ``SkipRandomInit`` left without real values."""
 
     names: frozenset[str]  # parameters and buffers, by qualified name
-    attributes: int  # plain tensor attributes of modules
+    others: int  # placeholders outside the parameters and buffers, still referred to
     skipped: int  # random fills skipped
     read: str | None  # a read of placeholder values while building, by function name
 
     @property
     def any(self) -> bool:
-        return bool(self.names or self.attributes)
+        return bool(self.names or self.others)
 
 
 _MARKED: weakref.WeakKeyDictionary[nn.Module, Placeholders] = weakref.WeakKeyDictionary()
