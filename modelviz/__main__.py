@@ -1,3 +1,3 @@
-from modelviz.cli import main
+from modelviz.cli import run
 
-main()
+run()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from modelviz.core.session import Prepared, SizeLike, prepare, prepare_image, run
+from modelviz.core.session import Prepared, SizeLike, prepare, prepare_image, run, shapes_only
 from modelviz.errors import SpecError
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def summary(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
     table."""
     from modelviz.features.summary.summary import summarize
 
-    prepared = prepare(model, *sizes, **options)
-    return summarize(prepared, run(prepared, train=train))
+    prepared = prepare(model, *sizes, **{"values": False, **options})  # shapes and counts
+    return shapes_only(prepared, lambda p: summarize(p, run(p, train=train)))
 
 
 def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
@@ -64,9 +64,10 @@ def graph(model: str | nn.Module, *sizes: SizeLike, view: str = "modules",
     """
     from modelviz.features.graph.draw import draw
 
-    prepared = prepare(model, *sizes, **options)
-    return draw(prepared, view=view, depth=depth, expand=expand, fold=fold, rankdir=rankdir,
-                show_saved=show_saved, show_attrs=show_attrs, train=train, dot=dot, wrap=wrap)
+    prepared = prepare(model, *sizes, **{"values": False, **options})  # shapes and counts
+    return shapes_only(prepared, lambda p: draw(
+        p, view=view, depth=depth, expand=expand, fold=fold, rankdir=rankdir,
+        show_saved=show_saved, show_attrs=show_attrs, train=train, dot=dot, wrap=wrap))
 
 
 # Activations: statistics of chosen layers' outputs, and their pictures.
@@ -173,9 +174,11 @@ def memory(model: str | nn.Module, *sizes: SizeLike, optimizer: str = "adam",
     from modelviz.features.memory.plan import plan
 
     budget = parse_budget(fit) if fit is not None else None
-    prepared = prepare(model, *sizes, **options)
-    return plan(prepared, optimizer=optimizer, amp=amp, checkpointing=checkpointing,
-                shard_over=shard, budget=budget, depth=depth, kv_cache=kv_cache)
+    # Shapes decide the figures; a KV cache's decoding runs outside the watched pass.
+    prepared = prepare(model, *sizes, **{"values": kv_cache is not None, **options})
+    return shapes_only(prepared, lambda p: plan(
+        p, optimizer=optimizer, amp=amp, checkpointing=checkpointing, shard_over=shard,
+        budget=budget, depth=depth, kv_cache=kv_cache))
 
 
 # TensorBoard: the seed posts' SummaryWriter routine from one pass.

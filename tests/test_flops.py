@@ -195,3 +195,76 @@ def test_cpu_totals_match_torchvision_published(name: str) -> None:
     size = weights.transforms().crop_size[0]
     totals = api.summary(name, f"3x{size}x{size}", device="cpu").totals
     assert round(totals.macs / 1e9, 3) == weights.meta["_ops"]
+
+
+# nn.MultiheadAttention is a leaf with a formula (flops._attention_flops): every variant of its
+# arguments must count what FlopCounterMode counts op by op.
+def _mha_reference(model: nn.Module, args: tuple[torch.Tensor, ...],
+                   kwargs: dict[str, Any]) -> int:
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
+        with torch.no_grad(), counter:
+            model(*args, **kwargs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    return int(counter.get_total_flops())
+
+
+_Q, _K, _V = torch.randn(2, 5, 16), torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+MHA_CASES = [
+    ("self", {"batch_first": True}, (_Q, _Q, _Q), {}),
+    ("self-need-weights", {"batch_first": True}, (_Q, _Q, _Q), {"need_weights": True}),
+    ("key-is-value", {"batch_first": True}, (_Q, _K, _K), {"need_weights": False}),
+    ("distinct", {"batch_first": True}, (_Q, _K, _V), {"need_weights": False}),
+    ("sequence-first", {}, (_Q.transpose(0, 1),) * 3, {"need_weights": False}),
+    ("kdim-vdim", {"batch_first": True, "kdim": 12, "vdim": 20},
+     (_Q, torch.randn(2, 7, 12), torch.randn(2, 7, 20)), {"need_weights": False}),
+    ("bias-kv-zero-attn", {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
+     (_Q, _K, _V), {}),
+    ("mask", {"batch_first": True}, (_Q, _Q, _Q),
+     {"attn_mask": torch.zeros(5, 5), "need_weights": True}),
+    ("mask-fused", {"batch_first": True}, (_Q, _Q, _Q),
+     {"attn_mask": torch.ones(5, 5, dtype=torch.bool).tril(), "need_weights": False}),
+    ("unbatched", {}, (_Q[0], _K[0], _V[0]), {"need_weights": False}),
+    ("no-bias", {"batch_first": True, "bias": False}, (_Q, _Q, _Q), {}),
+]
+
+
+@pytest.mark.parametrize(("options", "args", "kwargs"), [c[1:] for c in MHA_CASES],
+                         ids=[c[0] for c in MHA_CASES])
+def test_multihead_attention_formula_counts_what_its_ops_count(
+        options: dict[str, Any], args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
+    from modelviz.core.flops import shape_formula
+
+    model = nn.MultiheadAttention(16, 4, **options).eval()
+    assert shape_formula(model, args) is not None  # counted from shapes, not op by op
+    trace = engine.run(model, args, kwargs)
+    assert trace.flops == _mha_reference(model, args, kwargs) > 0
+    assert trace.root.flops == trace.flops
+
+
+class _DirectAttention(nn.Module):
+    """F.scaled_dot_product_attention called directly, as transformers and timm do."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        gqa = q.dim() == 4 and q.shape[1] != k.shape[1]
+        return nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+
+
+@pytest.mark.parametrize("shapes", [
+    ((2, 4, 9, 8), (2, 4, 11, 8), (2, 4, 11, 6)),  # (batch, heads, length, head size)
+    ((2, 4, 9, 8), (2, 2, 11, 8), (2, 2, 11, 8)),  # grouped-query: fewer key/value heads
+    ((3, 9, 8), (3, 11, 8), (3, 11, 8)),  # no head dimension
+])
+def test_attention_kernel_counts_as_torch_counts_it_on_meta(
+        shapes: tuple[tuple[int, ...], ...]) -> None:
+    """On meta, FlopCounterMode sees the kernel it has a formula for; on the CPU, modelviz
+    counts the CPU's kernel with the same formula, from shapes."""
+    cpu = tuple(torch.randn(*shape) for shape in shapes)
+    meta = tuple(t.to("meta") for t in cpu)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _DirectAttention()(*meta)
+    assert engine.run(_DirectAttention(), cpu).flops == counter.get_total_flops() > 0
+    assert engine.run(_DirectAttention(), meta).flops == counter.get_total_flops()

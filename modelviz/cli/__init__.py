@@ -13,12 +13,13 @@ import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from modelviz import __version__
+from modelviz.cli import _process
 from modelviz.cli import activations as activations_cmd
 from modelviz.cli import diff as diff_cmd
 from modelviz.cli import export_onnx as export_onnx_cmd
@@ -193,3 +194,14 @@ app.command("profile")(profile_cmd.profile)
 
 def main() -> None:
     app()
+
+
+def run() -> NoReturn:
+    """The ``modelviz`` program: ``main``, then a quick exit once outputs are flushed and exit
+    handlers have run, without sweeping torch's objects (``_process``)."""
+    _process.start()
+    try:
+        main()
+    except SystemExit as exc:
+        _process.exit_now(exc.code)
+    _process.exit_now(0)

@@ -128,18 +128,22 @@ class ModelOptions:
                 "trust_pickle": self.trust_pickle, "input_file": self.input_file,
                 "seed": self.seed, "forward_args": self.forward_args}
 
-    def prepare(self) -> Prepared:
-        """Load the model and its inputs."""
-        from modelviz.core.session import prepare
+    def prepare(self, *, values: bool = True) -> Prepared:
+        """Load the model and its inputs; ``values=False`` for a command that needs shapes and
+        counts only (``core.session.prepare``)."""
+        from modelviz.cli._process import heavy_imports
 
-        return prepare(self.model, *self.specs, **self.prepare_options())
+        with heavy_imports():
+            from modelviz.core.session import prepare
 
-    def load(self, *, quiet: bool = False) -> Prepared:
+            return prepare(self.model, *self.specs, **self.prepare_options(), values=values)
+
+    def load(self, *, quiet: bool = False, values: bool = True) -> Prepared:
         """``prepare`` under a spinner, then what the loader has to say, on stderr."""
         from modelviz.cli._console import spinner
 
         with spinner(f"Loading {self.model}", quiet=quiet):
-            prepared = self.prepare()
+            prepared = self.prepare(values=values)
         tell_loaded(prepared)
         return prepared
 

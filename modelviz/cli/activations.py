@@ -125,9 +125,12 @@ def activations(
     with spinner(f"Loading {opts.model}", quiet=as_json):
         picture = None
         if image is not None:
-            prepared, picture = prepare_image(
-                opts.model, image, *opts.specs, resize=resize_value, mean=means, std=stds,
-                **opts.prepare_options())
+            from modelviz.cli._process import heavy_imports
+
+            with heavy_imports():
+                prepared, picture = prepare_image(
+                    opts.model, image, *opts.specs, resize=resize_value, mean=means, std=stds,
+                    **opts.prepare_options())
         else:
             prepared = opts.prepare()
     tell_loaded(prepared)

@@ -43,7 +43,8 @@ EXTENSIONS = {".txt": DiffFormat.table, ".md": DiffFormat.markdown,
 
 
 def _prepare(spec: str, sizes: list[str] | None, opts: ModelOptions) -> Prepared:
-    return dataclasses.replace(opts, model=spec, sizes=sizes).prepare()
+    """Summaries and memory plans need shapes and counts alone: placeholder weights do."""
+    return dataclasses.replace(opts, model=spec, sizes=sizes).prepare(values=False)
 
 
 def _model_side(spec: str, sizes: list[str] | None, opts: ModelOptions, *, summary: bool,
@@ -51,7 +52,7 @@ def _model_side(spec: str, sizes: list[str] | None, opts: ModelOptions, *, summa
                                                           dict[str, Any] | None]:
     """A MODEL spec, summarised and/or memory-planned (with optimizer ``memory``) now, in the
     JSON form the files hold, so a model and a file compare alike."""
-    from modelviz.core.session import run
+    from modelviz.core.session import run, shapes_only
 
     with spinner(f"Loading {spec}", quiet=quiet):
         prepared = _prepare(spec, sizes, opts)
@@ -60,12 +61,13 @@ def _model_side(spec: str, sizes: list[str] | None, opts: ModelOptions, *, summa
         from modelviz.features.summary.summary import summarize
 
         with spinner(f"Summarising {spec}", quiet=quiet):
-            summarised = summarize(prepared, run(prepared, train=opts.train)).to_dict()
+            summarised = shapes_only(prepared, lambda p: summarize(
+                p, run(p, train=opts.train)).to_dict())
     if memory is not None:
         from modelviz.features.memory.plan import plan
 
         with spinner(f"Planning the memory of {spec}", quiet=quiet):
-            planned = plan(prepared, optimizer=memory).to_dict()
+            planned = shapes_only(prepared, lambda p: plan(p, optimizer=memory).to_dict())
     return summarised, planned
 
 

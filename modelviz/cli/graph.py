@@ -140,13 +140,15 @@ def graph(
         raise OutputError(f"{chosen.upper()} is binary and stdout is a terminal.",
                           f"Give -o model.{chosen}, or redirect stdout to a file.")
 
+    from modelviz.core.session import shapes_only
     from modelviz.features.graph.draw import draw
 
-    prepared = opts.load()
+    prepared = opts.load(values=False)
     with spinner("Running the forward pass"):
-        drawing = draw(prepared, view=view.value, depth=depth, expand=tuple(expanded),
-                       fold=fold, rankdir=rankdir.value, show_saved=show_saved,
-                       show_attrs=show_attrs, train=opts.train, wrap=wrap)
+        drawing = shapes_only(prepared, lambda p: draw(
+            p, view=view.value, depth=depth, expand=tuple(expanded), fold=fold,
+            rankdir=rankdir.value, show_saved=show_saved, show_attrs=show_attrs,
+            train=opts.train, wrap=wrap))
     with spinner("Laying out the graph with Graphviz"):
         rendered = drawing.render(chosen)
     if output is None:
@@ -180,6 +182,7 @@ def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: 
     if output is None and sys.stdout.isatty():
         raise OutputError("the HTML viewer is a page of over 1 MB and stdout is a terminal.",
                           "Give -o model.html, or redirect stdout to a file.")
+    from modelviz.core.session import shapes_only
     from modelviz.features.graph import overlay
     from modelviz.features.graph.interactive import viewer
     from modelviz.output import write_text
@@ -187,10 +190,11 @@ def _write_html(opts: ModelOptions, view: GraphView, depth: int | None, expand: 
     # the files first: a wrong one is one line before any model is built
     timed = (overlay.load(profile, "profile"), profile) if profile is not None else None
     planned = (overlay.load(memory, "memory"), memory) if memory is not None else None
-    prepared = opts.load()
+    prepared = opts.load(values=False)
     with spinner("Running the forward pass"):
-        made = viewer(prepared, rankdir=rankdir.value, train=opts.train, expand=tuple(expand),
-                      fold=fold, profile=timed, memory=planned)
+        made = shapes_only(prepared, lambda p: viewer(
+            p, rankdir=rankdir.value, train=opts.train, expand=tuple(expand), fold=fold,
+            profile=timed, memory=planned))
     if output is None:
         typer.echo(made.page, nl=False)
     else:

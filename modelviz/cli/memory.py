@@ -103,14 +103,18 @@ def memory(
     budget = parse_budget(fit) if fit is not None else None
     quiet = chosen is MemoryFormat.json and output is None
 
+    from modelviz.core.session import shapes_only
     from modelviz.features.memory import view
     from modelviz.features.memory.plan import plan
 
-    prepared = opts.load(quiet=quiet)
+    # Shapes decide every figure, so the weights may be placeholders; not with --kv-cache,
+    # whose decoding steps run outside the engine's pass, which watches what is read.
+    prepared = opts.load(quiet=quiet, values=kv_cache is not None)
     with spinner("Simulating inference and a training step", quiet=quiet):
-        result = plan(prepared, optimizer=optimizer.value, amp=amp.value if amp else None,
-                      checkpointing=checkpointing, shard_over=shard, budget=budget,
-                      depth=depth, kv_cache=kv_cache)
+        result = shapes_only(prepared, lambda p: plan(
+            p, optimizer=optimizer.value, amp=amp.value if amp else None,
+            checkpointing=checkpointing, shard_over=shard, budget=budget, depth=depth,
+            kv_cache=kv_cache))
     result.notes[:] = [flags(n) for n in result.notes]  # in every format, in the CLI's words
     if chosen is MemoryFormat.table and output is None:
         print_out(view.render_table(result))

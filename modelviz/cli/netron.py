@@ -48,4 +48,7 @@ def netron(
 
     Example: modelviz netron resnet18.onnx --port 8080
     """
+    from modelviz.cli._process import imports_done
+
+    imports_done()  # a server runs for long: the collector on, as it is after a model loads
     serve_until_stopped(file, host=host, port=port, browse=browser)

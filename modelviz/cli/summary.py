@@ -171,12 +171,12 @@ def summary(
     flops_budget = parse_budget(max_flops, what="--max-flops") if max_flops else None
     quiet = chosen in (SummaryFormat.json, SummaryFormat.csv) and output is None
 
-    from modelviz.core.session import run
+    from modelviz.core.session import run, shapes_only
     from modelviz.features.summary.summary import summarize
 
-    prepared = opts.load(quiet=quiet)
+    prepared = opts.load(quiet=quiet, values=False)
     with spinner("Running the forward pass", quiet=quiet):
-        result = summarize(prepared, run(prepared, train=opts.train))
+        result = shapes_only(prepared, lambda p: summarize(p, run(p, train=opts.train)))
 
     table = TableOptions(depth=depth or DEFAULT_DEPTH, fold=fold, columns=extra,
                          reach_blocks=depth is None)

@@ -1,26 +1,28 @@
-"""The instrumented forward pass: one pass, module hooks and a FLOP counter, records out.
+"""The instrumented forward pass: one pass, every module's calls recorded and a FLOP counter,
+records out.
 
 Every command consumes the ``Trace`` this returns. Optional probes (activation statistics, data
 flow for graphs) ride on the same pass through the ``Probe`` interface instead of running the model
-again. Whatever happens, hooks are removed and the model is left as it was: train/eval flags,
-device and dtype untouched.
+again. Whatever happens, the recording is removed and the model is left as it was: train/eval
+flags, device and dtype untouched.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import math
 import re
 import sys
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they skip Python bookkeeping
     from torch._C import _pop_torch_dispatch_stack as _pop_mode
@@ -28,10 +30,24 @@ try:  # the C entry points behind TorchDispatchMode.__enter__/__exit__; they ski
 except ImportError:  # pragma: no cover - older or newer torch
     from torch.utils._python_dispatch import _pop_mode, _push_mode  # type: ignore[assignment]
 
-from modelviz.core import meta
-from modelviz.core.flops import INTEGER_FORMULAS, FlopCounter, ShapeFormula, shape_formula
+from modelviz.core import meta, placeholders
+from modelviz.core.flops import (
+    FORMULA_TYPES,
+    INTEGER_FORMULAS,
+    ZERO_FLOP_TYPES,
+    FlopCounter,
+    shape_formula,
+    zero_flops,
+)
 from modelviz.core.formatting import flat_shapes_text
-from modelviz.core.records import CallRecord, ModuleRecord, Trace, describe, dtype_name
+from modelviz.core.records import (
+    CallRecord,
+    ModuleRecord,
+    Trace,
+    describe,
+    describer,
+    dtype_name,
+)
 from modelviz.errors import ForwardError, one_line
 
 __all__ = ["Probe", "as_run", "model_device", "model_dtype", "run", "scan"]
@@ -186,51 +202,68 @@ def _is_weight_buffer(name: str, buffer: torch.Tensor) -> bool:
     return buffer.dtype in _INTEGER and _WEIGHT_NAME.search(name) is not None
 
 
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
         dict[str, ModuleRecord]):
     """The model's static structure: hierarchy, parameters (shared ones counted once), buffers.
 
     Quantized weights count as parameters too, at their real dtype and bytes: torch.ao's packed
-    params and integer weight buffers (``ModuleRecord.packed``), never trainable."""
+    params and integer weight buffers (``ModuleRecord.packed``), never trainable.
+
+    Every pass starts here, so the usual case, float weights each owned by one module, takes
+    the short way: no name is joined unless a parameter turns out to be shared."""
     records: dict[str, ModuleRecord] = {}
-    owners: dict[int, str] = {}  # id(parameter) -> qualified name of its first owner
+    owners: dict[int, tuple[str, str]] = {}  # id(parameter) -> (module, name) of its first owner
     values_of: dict[int, int] = {}  # id(parameter) -> values counted for it, where not numel
+    may_pack = _MAY_PACK
     if modules is None:
         modules = dict(model.named_modules())
     for name, module in modules.items():
-        parent = None if not name else (name.rsplit(".", 1)[0] if "." in name else "")
-        record = ModuleRecord(
-            name=name, type=type(module).__name__,
-            depth=0 if not name else name.count(".") + 1, parent=parent,
-        )
-        kernel = _kernel_size(module)
-        if kernel is not None:
-            record.extra["kernel_size"] = kernel
-        if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        parent: str | None = name.rpartition(".")[0] if name else None
+        depth = name.count(".") + 1 if name else 0
+        record = ModuleRecord(name, type(module).__name__, depth, parent)
+        attributes = module.__dict__
+        if "kernel_size" in attributes:
+            kernel = _kernel_size(module)
+            if kernel is not None:
+                record.extra["kernel_size"] = kernel
+        if isinstance(module, _CONTAINERS):
             record.extra["container"] = True  # pure plumbing; torchsummary skips these too
         for pname, param in module._parameters.items():
             if param is None:
                 continue
-            qualified = f"{name}.{pname}" if name else pname
-            first = owners.setdefault(id(param), qualified)
-            if first != qualified:
-                record.shared[pname] = first
+            first = owners.get(id(param))
+            if first is not None:
+                record.shared[pname] = f"{first[0]}.{first[1]}" if first[0] else first[1]
                 record.shared_params += param.numel()
                 continue
-            numel, dtype, opaque = _stored_values(module, param)
-            if numel != param.numel():
-                values_of[id(param)] = numel
-            if opaque:
-                record.opaque.append(pname)
-            _count_weight(record, numel, param.numel() * param.element_size(), dtype)
+            owners[id(param)] = (name, pname)
+            kind = param.dtype
+            if kind in may_pack:
+                numel, dtype, opaque = _stored_values(module, param)
+                if numel != param.numel():
+                    values_of[id(param)] = numel
+                if opaque:
+                    record.opaque.append(pname)
+            else:
+                numel = param.numel()
+                dtype = dtype_name(kind)
+            nbytes = param.nbytes
+            record.params += numel
+            record.param_bytes += nbytes
+            counts, sizes = record.param_dtypes, record.param_dtype_bytes
+            counts[dtype] = counts.get(dtype, 0) + numel
+            sizes[dtype] = sizes.get(dtype, 0) + nbytes
             if param.requires_grad:
                 record.trainable += numel
         for bname, buffer in module._buffers.items():
             if buffer is None:
                 continue
-            if _is_weight_buffer(bname, buffer):
-                qualified = f"{name}.{bname}" if name else bname
-                if owners.setdefault(id(buffer), qualified) == qualified:
+            if buffer.dtype in _INTEGER and _is_weight_buffer(bname, buffer):
+                if id(buffer) not in owners:
+                    owners[id(buffer)] = (name, bname)
                     numel, dtype, opaque = _stored_values(module, buffer)
                     if opaque:
                         record.opaque.append(bname)
@@ -238,13 +271,17 @@ def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
                     record.packed += numel
                 continue
             record.buffers += buffer.numel()
-            record.buffer_bytes += buffer.numel() * buffer.element_size()
-        for attr, value in _packed_params(module):
-            if owners.setdefault(id(value), f"{name}.{attr}") == f"{name}.{attr}":
-                _count_packed(record, module, value)
+            record.buffer_bytes += buffer.nbytes
+        if "_packed_params" in attributes or "param" in attributes:
+            for attr, value in _packed_params(module):
+                if id(value) not in owners:
+                    owners[id(value)] = (name, attr)
+                    _count_packed(record, module, value)
         records[name] = record
-        if parent is not None and parent in records:
-            records[parent].children.append(name)
+        if parent is not None:
+            above = records.get(parent)
+            if above is not None:
+                above.children.append(name)
     # Subtree totals, bottom-up. A parameter shared across two subtrees counts once in each, so
     # with sharing we count unique parameters per subtree; without, children's totals just add.
     shared = any(r.shared for r in records.values())
@@ -258,10 +295,14 @@ def scan(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> (
                 values_of.get(id(p), p.numel()) for p in unique)
             record.trainable_total = sum(values_of.get(id(p), p.numel()) for p in unique
                                          if p.requires_grad)
-        else:
+        elif record.children:
             children = [records[c] for c in record.children]
-            record.params_total = record.params + sum(c.params_total for c in children)
-            record.trainable_total = record.trainable + sum(c.trainable_total for c in children)
+            record.params_total = record.params + sum([c.params_total for c in children])
+            record.trainable_total = record.trainable + sum(
+                [c.trainable_total for c in children])
+        else:
+            record.params_total = record.params
+            record.trainable_total = record.trainable
     return records
 
 
@@ -302,7 +343,11 @@ def _shapes_text(call: CallRecord) -> str:
 
 
 class _Pass:
-    """State of one forward pass: the call stack, the FLOP counter and its pause switch."""
+    """State of one forward pass: the call stack, the FLOP counter and its pause switch.
+
+    During the pass each call gets only what must be seen then (the shapes of what it was
+    given and returned, its own FLOPs); what follows from them, each call's FLOPs with those
+    of the calls inside it, is summed once afterwards (``settle``)."""
 
     def __init__(self, records: dict[str, ModuleRecord], probes: tuple[Probe, ...],
                  count_flops: bool) -> None:
@@ -310,8 +355,7 @@ class _Pass:
         self.probes = probes
         self.calls: list[CallRecord] = []
         self.stack: list[CallRecord] = []
-        self.formulas: list[ShapeFormula | None] = []
-        self.finished = 0
+        self.describe = describer()
         self.total_flops = 0
         self.int_flops = 0
         #: op -> the modules it ran in, for ops the counter has no formula for (flops.uncountable)
@@ -321,13 +365,26 @@ class _Pass:
         self.paused = False  # the counter is off the mode stack while a stock leaf runs
 
     def add_flops(self, flops: int, integer: bool = False) -> None:
+        """FLOPs of one op, to the call it ran in (``settle`` adds them to the enclosing ones)."""
         self.total_flops += flops
-        for call in self.stack:
-            call.flops += flops
+        stack = self.stack
+        if stack:
+            stack[-1].flops += flops
         if integer:
             self.int_flops += flops
-            for call in self.stack:
-                call.int_flops += flops
+            if stack:
+                stack[-1].int_flops += flops
+
+    def settle(self) -> None:
+        """Each call's FLOPs made inclusive: those of every call inside it added, innermost
+        first (a call starts after the call it runs in, so reversed start order will do)."""
+        calls = self.calls
+        for call in reversed(calls):
+            parent = call.parent
+            if parent is not None and (call.flops or call.int_flops):
+                outer = calls[parent]
+                outer.flops += call.flops
+                outer.int_flops += call.int_flops
 
     def miss(self, op: str) -> None:
         where = self.stack[-1].module if self.stack else ""
@@ -361,49 +418,6 @@ class _Pass:
         assert self.counter is not None
         _push_mode(self.counter)
         self.paused = False
-
-    def begin(self, record: ModuleRecord, module: nn.Module, args: tuple[Any, ...]) -> None:
-        """A module's forward starts (the global pre-hook sees no keyword arguments)."""
-        stack = self.stack
-        calls = self.calls
-        call = CallRecord(
-            len(calls), record.name, record.depth, stack[-1].index if stack else None,
-            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]), {},
-        )
-        calls.append(call)
-        record.calls.append(call)
-        stack.append(call)
-        formula = shape_formula(module, args) if self.counting else None
-        # A stock leaf layer: its FLOPs follow from shapes, so we skip watching each of its ops.
-        # If another dispatch mode sits above ours, we keep watching instead.
-        if formula is not None and not self.pause():
-            formula = None
-        self.formulas.append(formula)
-        if self.probes:
-            for probe in self.probes:
-                probe.call_start(call, module, args)
-
-    def end(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-            output: Any) -> None:
-        formula = self.formulas.pop()
-        call = self.stack.pop()
-        if formula is not None:
-            self.resume()
-            flops = formula(module, args, output)
-            if flops:
-                integer = formula in INTEGER_FORMULAS
-                call.flops += flops
-                if integer:
-                    call.int_flops += flops
-                self.add_flops(flops, integer)
-        if kwargs:
-            call.kwargs = {k: describe(v) for k, v in kwargs.items()}
-        call.output = describe(output)
-        call.end_index = self.finished
-        self.finished += 1
-        if self.probes:
-            for probe in self.probes:
-                probe.call_end(call, module, args, kwargs, output)
 
     def failure(self, exc: BaseException, device: torch.device | None = None) -> ForwardError:
         """Name the module that failed, what it was given, and what ran before it."""
@@ -456,33 +470,115 @@ class _Pass:
         )
 
 
+#: The frames ``nn.Module.__call__`` runs a module's ``forward`` from: its short path, the
+#: closure of its path with hooks, and the path it takes while torch.jit traces.
+_CALL_IMPL = nn.Module._call_impl.__code__
+_CALLERS = frozenset({_CALL_IMPL, nn.Module._slow_forward.__code__,
+                      *(c for c in _CALL_IMPL.co_consts if isinstance(c, types.CodeType))})
+#: How a module's FLOPs may come from its shapes: never (watch its ops), always zero, or as
+#: ``flops.shape_formula`` says for what it was given.
+_NO_FORMULA, _ZERO, _ASK = range(3)
+
+
 @contextmanager
-def _hooks(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
-    """Process-wide module hooks, filtered to this model's modules.
+def _recording(modules: dict[str, nn.Module], state: _Pass) -> Iterator[None]:
+    """Each of the model's modules records its calls for the pass: its ``forward`` is wrapped,
+    on the instance, and given back afterwards.
 
-    Two global hooks cost nothing to install, where two hooks on each of a model's modules cost a
-    millisecond on resnet50. The global pre-hook sees no keyword arguments; ``end`` records them.
+    Module hooks would see the same calls (torchinfo and torchview use them), but a hook makes
+    torch take ``__call__``'s long path at every call of every module, which costs more than
+    all of the recording (resnet50: 1.5 ms of a 55 ms pass). The wrapper records a call only
+    when ``__call__`` made it, as a hook would: ``block.forward(x)`` called directly is part of
+    its caller's call. A forward pre-hook's view is kept: a call's record and its probes'
+    ``call_start`` have the positional arguments, the keyword ones come with ``call_end``.
     """
-    by_id = {id(m): (m, state.records[n]) for n, m in modules.items()}
+    records = state.records
+    calls, stack = state.calls, state.stack
+    describe = state.describe
+    probes = state.probes
+    counter = state.counter
+    finished = itertools.count()
+    getframe = sys._getframe
+    callers = _CALLERS
+    pop, push = _pop_mode, _push_mode
 
-    def pre(module: nn.Module, args: tuple[Any, ...]) -> None:
-        entry = by_id.get(id(module))
-        if entry is not None and entry[0] is module:
-            state.begin(entry[1], module, args)
+    def recorded(module: nn.Module, record: ModuleRecord) -> Callable[..., Any]:
+        forward = module.forward
+        kind = type(module)
+        how = (_NO_FORMULA if counter is None else _ZERO if kind in ZERO_FLOP_TYPES
+               else _ASK if kind in FORMULA_TYPES else _NO_FORMULA)
+        name, depth, own = record.name, record.depth, record.calls
 
-    def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-             output: Any) -> None:
-        entry = by_id.get(id(module))
-        if entry is not None and entry[0] is module:
-            state.end(module, args, kwargs, output)
+        def forward_recorded(*args: Any, **kwargs: Any) -> Any:
+            if getframe(1).f_code not in callers:  # called directly, not as a module call
+                return forward(*args, **kwargs)
+            # The call begins: what it was given (keyword arguments come with its end).
+            call = CallRecord(
+                len(calls), name, depth, stack[-1].index if stack else None,
+                (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]),
+                {})
+            calls.append(call)
+            own.append(call)
+            stack.append(call)
+            formula = None
+            if how and state.counting:
+                formula = zero_flops if how == _ZERO else shape_formula(module, args)
+                # A stock leaf layer: its FLOPs follow from shapes, so the counter steps off the
+                # mode stack while it runs. If another mode sits above ours, it keeps watching.
+                if formula is not None:
+                    mode = pop(None)
+                    if mode is counter:
+                        state.paused = True
+                    else:
+                        push(mode)
+                        formula = None
+            if probes:
+                for probe in probes:
+                    probe.call_start(call, module, args)
+            output = forward(*args, **kwargs)
+            # The call ends (and any call inside it that raised, caught by the model's code).
+            while stack and stack.pop() is not call:
+                pass
+            if formula is not None:
+                push(counter)  # type: ignore[arg-type]  # a formula implies the counter
+                state.paused = False
+                if formula is not zero_flops:
+                    flops = formula(module, args, output)
+                    if flops:
+                        call.flops += flops
+                        state.total_flops += flops
+                        if formula in INTEGER_FORMULAS:
+                            call.int_flops += flops
+                            state.int_flops += flops
+            if kwargs:
+                call.kwargs = {k: describe(v) for k, v in kwargs.items()}
+            call.output = describe(output)
+            call.end_index = next(finished)
+            if probes:
+                for probe in probes:
+                    probe.call_end(call, module, args, kwargs, output)
+            return output
 
-    handles = [register_module_forward_pre_hook(pre),
-               register_module_forward_hook(post, with_kwargs=True)]
+        forward_recorded.__wrapped__ = forward  # type: ignore[attr-defined]  # its signature
+        return forward_recorded
+
+    wrapped: list[tuple[dict[str, Any], Any]] = []
     try:
+        for name, module in modules.items():
+            attributes = module.__dict__
+            wrapped.append((attributes, attributes.get("forward", _UNSET)))
+            attributes["forward"] = recorded(module, records[name])
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        for attributes, own in wrapped:
+            if own is _UNSET:
+                attributes.pop("forward", None)
+            else:
+                attributes["forward"] = own
+
+
+#: No forward of a module's own (an instance attribute), to put back after the pass.
+_UNSET = object()
 
 
 @contextmanager
@@ -603,16 +699,10 @@ def _cuda_sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
-        device: torch.device | None = None, train: bool = False, grad: bool = False,
-        keep_output: bool = False, count_flops: bool = True,
-        probes: tuple[Probe, ...] = (), exact: bool = True) -> Trace:
-    """Run ``model(*args, **kwargs)`` once under hooks and return what every module did.
-
-    ``exact``: float32 computed as float32 on CUDA (no TF32), for values others compare with;
-    ``memory`` turns it off, since cuDNN picks other algorithms, with other workspaces, then."""
-    kwargs = kwargs or {}
-    _cpu_only(model, device)
+def _traced(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+            device: torch.device | None, train: bool, grad: bool, keep_output: bool,
+            count_flops: bool, probes: tuple[Probe, ...], exact: bool) -> Trace:
+    """The pass itself and its records, for ``run``."""
     with _placed(model, device) as placed:
         modules = dict(placed.named_modules())
         records = scan(placed, modules)
@@ -628,16 +718,18 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         if run_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run_device)
         started = time.perf_counter()
+        watch = placeholders.watch(placed, (args, kwargs))
         with ExitStack() as stack:
-            stack.enter_context(_hooks(modules, state))
+            stack.enter_context(_recording(modules, state))
             stack.enter_context(_mode(placed, modules, train))
             stack.enter_context(torch.set_grad_enabled(grad))
             stack.enter_context(_no_fastpath())
             if exact:
                 stack.enter_context(_full_precision(run_device))
-            stack.enter_context(_gc_paused())
             for probe in probes:
                 stack.enter_context(probe.context())
+            if watch is not None:  # under the counter, which steps off the top for leaves
+                stack.enter_context(watch)
             try:
                 state.start_counting()
                 output = placed(*args, **kwargs)
@@ -645,15 +737,21 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
                 raise state.failure(exc, run_device) from exc
             finally:
                 state.stop_counting()
+                state.counter = None  # it calls back into the state: no cycle left behind
             _cuda_sync(run_device)
+        if watch is not None and watch.read is not None:  # the model caught ValuesNeeded
+            raise placeholders.ValuesNeeded(watch.read)
         elapsed = time.perf_counter() - started
         if run_device.type == "cuda":
             peak = int(torch.cuda.max_memory_allocated(run_device))
+    state.settle()
     for record in reversed(records.values()):  # children come after their parent
-        record.flops = (sum(c.flops for c in record.calls) if record.calls
-                        else sum(records[c].flops for c in record.children))
-        record.int_flops = (sum(c.int_flops for c in record.calls) if record.calls
-                            else sum(records[c].int_flops for c in record.children))
+        if record.calls:
+            record.flops = sum([c.flops for c in record.calls])
+            record.int_flops = sum([c.int_flops for c in record.calls])
+        elif record.children:
+            record.flops = sum([records[c].flops for c in record.children])
+            record.int_flops = sum([records[c].int_flops for c in record.children])
     trace = Trace(
         model_type=type(model).__name__, modules=records, calls=state.calls,
         inputs=[describe(a) for a in args] + ([describe(kwargs)] if kwargs else []),
@@ -663,6 +761,25 @@ def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | N
         uncounted=state.uncounted,
         output_value=output if keep_output else None,
     )
+    return trace
+
+
+def run(model: nn.Module, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, *,
+        device: torch.device | None = None, train: bool = False, grad: bool = False,
+        keep_output: bool = False, count_flops: bool = True,
+        probes: tuple[Probe, ...] = (), exact: bool = True) -> Trace:
+    """Run ``model(*args, **kwargs)`` once, recorded, and return what every module did.
+
+    ``exact``: float32 computed as float32 on CUDA (no TF32), for values others compare with;
+    ``memory`` turns it off, since cuDNN picks other algorithms, with other workspaces, then."""
+    kwargs = kwargs or {}
+    _cpu_only(model, device)
+    # No cyclic collection from the scan to the trace: thousands of small records that would
+    # set off collections, each walking every object in the process (torch's 330,000).
+    with _gc_paused():
+        trace = _traced(model, args, kwargs, device=device, train=train, grad=grad,
+                        keep_output=keep_output, count_flops=count_flops, probes=probes,
+                        exact=exact)
     for probe in probes:
         trace.probes[probe.name] = probe.finish(trace)
     return trace

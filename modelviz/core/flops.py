@@ -29,15 +29,44 @@ linear, rnn, quantized kernels...) is reported through ``uncounted`` instead of 
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
+
+
+@contextmanager
+def _without_triton() -> Iterator[None]:
+    """Import torch's flop counter without triton where no kernel of triton's can run: the
+    counter imports it (0.2-0.35 s) only to recognise triton kernels, which run on GPUs alone
+    and which our counter does not count; without a GPU, nothing is lost."""
+    if "triton" in sys.modules or "torch.utils.flop_counter" in sys.modules \
+            or torch.cuda.is_available():
+        yield
+        return
+    log = logging.getLogger("torch.utils.flop_counter")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "triton not found": true here, and nothing to act on
+    sys.modules["triton.runtime.jit"] = None  # type: ignore[assignment]  # import fails
+    try:
+        yield
+    finally:
+        del sys.modules["triton.runtime.jit"]
+        log.setLevel(level)
+
+
+with _without_triton():
+    from torch.utils.flop_counter import conv_flop_count, flop_registry, mm_flop
+
+#: torch's matrix-product formula itself, without the pytree walk that maps tensors to shapes.
+_mm_flop: Callable[..., int] = getattr(mm_flop, "__wrapped__", mm_flop)
 
 _aten = torch.ops.aten
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
@@ -142,6 +171,43 @@ FORMULAS = _formulas()
 _QUANTIZED, INTEGER_OPS = _quantized_formulas()
 FORMULAS.update(_QUANTIZED)
 
+#: Operators whose registered formula only maps its tensors to their shapes (torch's
+#: ``shape_wrapper``, through a pytree walk that costs more than the formula) before calling
+#: the formula itself, and whose arguments hold no tensor inside a list: for them the counter
+#: passes the shapes itself, to the very same function.
+_SHAPE_ONLY = ("mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "convolution", "_convolution",
+               "cudnn_convolution", "convolution_overrideable", "_slow_conv2d_forward",
+               "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+               "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu",
+               "_scaled_dot_product_fused_attention_overrideable")
+
+
+def _raw_formulas() -> dict[Any, Callable[..., int]]:
+    table = {}
+    for name in _SHAPE_ONLY:
+        packet = getattr(_aten, name, None)
+        raw = getattr(FORMULAS.get(packet), "__wrapped__", None) if packet is not None else None
+        if raw is not None:
+            table[packet] = raw
+    return table
+
+
+RAW_FORMULAS = _raw_formulas()
+
+
+def _shape(value: Any) -> Any:
+    return value.shape if isinstance(value, torch.Tensor) else value
+
+
+def _shapes(values: Any) -> Any:
+    """What torch's ``shape_wrapper`` makes of an operator's arguments or result, one level
+    deep (enough for the operators in ``RAW_FORMULAS``)."""
+    if isinstance(values, torch.Tensor):
+        return values.shape
+    if isinstance(values, (tuple, list)):
+        return tuple(_shape(v) for v in values)
+    return values
+
 #: Ops whose name says they multiply matrices: without a formula they would count zero FLOPs
 #: where the model does most of its arithmetic, so they are reported instead.
 _HEAVY = re.compile(r"attention|conv(?!ert)|mm|matmul|linear|einsum|rnn|lstm|gru|gemm|"
@@ -184,22 +250,29 @@ def _first_tensor(args: tuple[Any, ...]) -> torch.Tensor | None:
 
 # The formulas below are the ones registered for aten.convolution and aten.mm, called on shapes
 # directly: going through the registry's pytree wrapper would cost more than the layer itself.
+# Called at every leaf of every pass: weights are read from ``_parameters`` (``module.weight``
+# goes through nn.Module.__getattr__) and shapes are passed as torch.Size, which the formulas
+# unpack and slice as they would lists.
 def _conv_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
-    assert isinstance(module, _CONV_TYPES)
-    transposed = isinstance(module, _TRANSPOSED_TYPES)
-    return int(conv_flop_count(list(args[0].shape), list(module.weight.shape), list(out.shape),
-                               transposed))
+    weight = module._parameters["weight"]
+    assert weight is not None
+    return int(conv_flop_count(args[0].shape, weight.shape, out.shape,  # type: ignore[arg-type]
+                               type(module) in _TRANSPOSED_SET))
 
 
 def _linear_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
-    assert isinstance(module, nn.Linear)
+    config = module.__dict__
     x = args[0]
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    return int(mm_flop((rows, module.in_features), (module.in_features, module.out_features)))
+    width = config["in_features"]
+    return int(_mm_flop((rows, width), (width, config["out_features"])))
 
 
 def _zero_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     return 0
+
+
+zero_flops = _zero_flops
 
 
 _GATES: dict[type[nn.Module], int] = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
@@ -227,9 +300,9 @@ def _recurrent_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     total = 0
     for layer in range(int(config.get("num_layers", 1))):
         width = int(config["input_size"]) if layer == 0 else recurrent * directions
-        per_step = mm_flop((1, width + recurrent), (width + recurrent, gates * hidden))
+        per_step = _mm_flop((1, width + recurrent), (width + recurrent, gates * hidden))
         if projection:
-            per_step += mm_flop((1, hidden), (hidden, projection))
+            per_step += _mm_flop((1, hidden), (hidden, projection))
         total += per_step * steps * batch * directions
     return total
 
@@ -237,6 +310,36 @@ def _recurrent_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
 def _integer_recurrent_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
     """A dynamic int8 LSTM/GRU: the same products as the float one, in integer kernels."""
     return _recurrent_flops(module, args, out)
+
+
+def _attention_flops(module: nn.Module, args: tuple[Any, ...], out: Any) -> int:
+    """nn.MultiheadAttention: the ops ``F.multi_head_attention_forward`` runs, counted from
+    shapes as FlopCounterMode counts them one by one (a ViT-B/16 pass runs some 200 of them):
+
+    * the input projections, one matrix product per distinct input (one for self-attention,
+      two when key is value, three otherwise), 2·N·E·(L·E + S·kdim + S·vdim) in all;
+    * the two attention products, Q·Kᵀ and A·V, 2·N·L·S'·E each, whether ``bmm`` computes
+      them (``need_weights=True``), ``baddbmm`` with a mask, or the fused kernel (the same
+      formula); S' = S, plus one for ``bias_k`` and one for ``add_zero_attn``;
+    * the output projection, 2·N·L·E·E.
+    Masks, softmax, dropout and averaging the weights count nothing. tests/test_flops.py
+    checks this against torch's FlopCounterMode over these variants."""
+    config = module.__dict__
+    query, key = args[0], args[1]
+    embed = int(config["embed_dim"])
+    if query.dim() == 3:
+        batch, length = ((query.shape[0], query.shape[1]) if config.get("batch_first")
+                         else (query.shape[1], query.shape[0]))
+        source = key.shape[1] if config.get("batch_first") else key.shape[0]
+    else:  # unbatched: (L, E)
+        batch, length, source = 1, query.shape[0], key.shape[0]
+    kdim, vdim = int(config["kdim"]), int(config["vdim"])
+    projections = 2 * batch * embed * (length * embed + source * kdim + source * vdim)
+    keys = source + (module._parameters.get("bias_k") is not None) + bool(
+        config.get("add_zero_attn"))
+    attention = 2 * _mm_flop((batch * length, embed), (embed, keys))
+    output = _mm_flop((batch * length, embed), (embed, embed))
+    return int(projections + attention + output)
 
 
 ShapeFormula = Callable[[nn.Module, tuple[Any, ...], Any], int]
@@ -260,11 +363,17 @@ def shape_formula(module: nn.Module, args: tuple[Any, ...]) -> ShapeFormula | No
             return None
         return (_recurrent_flops if getattr(module, "dtype", None) == torch.float16
                 else _integer_recurrent_flops)
+    if kind is nn.MultiheadAttention:  # (query, key, value, masks and flags...)
+        if (x is None or len(args) < 3 or not isinstance(args[1], torch.Tensor)
+                or not isinstance(args[2], torch.Tensor) or x.is_nested
+                or x.dim() not in (2, 3)):
+            return None
+        return _attention_flops
     if x is None or (len(args) != 1 and kind not in _GATES):  # an RNN may get (x, h0)
         return None
     if kind in _CONV_SET:
-        assert isinstance(module, _CONV_TYPES)
-        return _conv_flops if x.dim() == module.weight.dim() else None
+        weight = module._parameters["weight"]
+        return _conv_flops if weight is not None and x.dim() == weight.dim() else None
     if kind is nn.Linear:
         return _linear_flops if x.dim() >= 2 else None
     if kind in _GATES:
@@ -274,6 +383,14 @@ def shape_formula(module: nn.Module, args: tuple[Any, ...]) -> ShapeFormula | No
 
 _ZERO_FLOP_SET = frozenset(_ZERO_FLOP_TYPES)
 _CONV_SET = frozenset(_CONV_TYPES)
+_TRANSPOSED_SET = frozenset(_TRANSPOSED_TYPES)
+#: Every type ``shape_formula`` may give a formula for: a module of another type never has one,
+#: which the engine learns once per module instead of asking at every call.
+FORMULA_TYPES: frozenset[type[nn.Module]] = (
+    _ZERO_FLOP_SET | _CONV_SET | frozenset(_GATES) | frozenset(_QUANTIZED_GATES)
+    | {nn.Linear, nn.MultiheadAttention})
+#: Types whose formula is ``zero_flops`` whatever they are given.
+ZERO_FLOP_TYPES = _ZERO_FLOP_SET
 
 
 def uncountable(func: Any) -> str | None:
@@ -290,6 +407,13 @@ class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch'
     """Counts each op with FlopCounterMode's registry (and ``FORMULAS``' additions) and hands
     the count to ``sink``, with whether the op is integer (``INTEGER_OPS``); an op it cannot
     count but should goes to ``missed``."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """No torch._dynamo wrapper around ``__torch_dispatch__`` (torch's default for modes):
+        the pass is never compiled, and the wrapper costs two calls an operator and, at the
+        first operator, the import of torch._dynamo (0.8 s)."""
+        return False
 
     def __init__(self, sink: Callable[[int, bool], None],
                  missed: Callable[[str], None] | None = None) -> None:
@@ -309,7 +433,16 @@ class FlopCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch'
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        formula = FORMULAS.get(func._overloadpacket)
+        packet = func._overloadpacket
+        raw = RAW_FORMULAS.get(packet)
+        if raw is not None:
+            out = func(*args, **kwargs)
+            flops = raw(*_shapes(args), out_shape=_shapes(out),
+                        **{k: _shape(v) for k, v in kwargs.items()})
+            if flops:
+                self.sink(int(flops), packet in INTEGER_OPS)
+            return out
+        formula = FORMULAS.get(packet)
         if formula is None:
             # Like FlopCounterMode: an op without a formula may decompose into ops with one.
             if self._can_decompose(func):

@@ -12,22 +12,23 @@ MODEL may be
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
 import sys
 import traceback
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from modelviz.core import hub, meta, untrusted, zoo
+from modelviz.core import hub, meta, placeholders, untrusted, zoo
 from modelviz.core.specs import MODEL_FILE_SUFFIXES, InputSpec
 from modelviz.core.weights import WeightsReport, load_weights
 from modelviz.errors import (
@@ -53,10 +54,61 @@ class LoadedModel:
     default_sizes: list[InputSpec] | None = None
     weights: WeightsReport | None = None
     notes: list[str] = field(default_factory=list)
+    #: Set when the weights are placeholders (built without random init, for shapes and
+    #: counts only): builds the model again, as ``load_model`` does by default.
+    rebuild: Callable[[], LoadedModel] | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.torchvision_name or self.spec
+
+    @property
+    def placeholders(self) -> bool:
+        """Whether the weights are placeholders, not the model's random init (``init=False``)."""
+        return self.rebuild is not None
+
+
+_Built = TypeVar("_Built")
+
+
+class _Building:
+    """How ``load_model`` runs the model's constructor: as it is, or with its random fills
+    skipped (``placeholders.SkipRandomInit``); in that case it can run it again as it is, from
+    the random state the first run started from, which gives the very model the ordinary
+    build gives."""
+
+    def __init__(self, skip: bool) -> None:
+        self.skip = skip
+        self.mode: placeholders.SkipRandomInit | None = None
+        self.again: Callable[[], nn.Module] | None = None
+
+    def build(self, make: Callable[[], _Built],
+              module_of: Callable[[_Built], nn.Module] = lambda built: built,  # type: ignore[assignment,return-value]
+              ) -> _Built:
+        if not self.skip:
+            return make()
+        state = torch.random.get_rng_state()
+        mode = placeholders.SkipRandomInit()
+        try:
+            with mode:
+                built = make()
+        except placeholders.ReadWhileBuilding:
+            torch.random.set_rng_state(state)  # as if the build had been the ordinary one
+            self.skip = False
+            return make()
+        self.mode = mode
+
+        def again() -> nn.Module:
+            with torch.random.fork_rng(devices=[]):
+                torch.random.set_rng_state(state)
+                return module_of(make())
+
+        self.again = again
+        return built
+
+    def ordinary(self) -> None:
+        """Build as it is from here on (a family whose forward pass reads values)."""
+        self.skip = False
 
 
 def _user_error(what: str, exc: BaseException) -> UserCodeError:
@@ -164,7 +216,8 @@ def _get_attr(module: Any, attr: str, where: str) -> Any:
     return value
 
 
-def _materialize(value: Any, what: str, kwargs: dict[str, Any]) -> nn.Module:
+def _materialize(value: Any, what: str, kwargs: dict[str, Any],
+                 building: _Building) -> nn.Module:
     """An instance is used as is; a class or factory is called with ``kwargs``."""
     if isinstance(value, nn.Module):
         if kwargs:
@@ -175,7 +228,7 @@ def _materialize(value: Any, what: str, kwargs: dict[str, Any]) -> nn.Module:
         raise UserCodeError(f"{what} is a {type(value).__name__}, not a model.",
                             "Point `model` at an nn.Module instance, class or factory.")
     with _user_code(f"building {what}"):
-        built = value(**kwargs)
+        built = building.build(lambda: value(**kwargs))
     if not isinstance(built, nn.Module):
         raise UserCodeError(f"{what}(...) returned a {type(built).__name__}, not an nn.Module.",
                             "Point `model` at a function that returns the model.")
@@ -255,7 +308,7 @@ def _file_spec(spec: str) -> tuple[Path, str] | None:
 
 
 def _from_file(path: Path, attr: str, spec: str, kwargs: dict[str, Any], trust_pickle: bool,
-               device: torch.device) -> LoadedModel:
+               device: torch.device, building: _Building) -> LoadedModel:
     why = untrusted.not_a_file(path)
     if why is not None:
         raise ModelFileError(f"{why}: {path}.", "Check the path to your model.")
@@ -270,8 +323,8 @@ def _from_file(path: Path, attr: str, spec: str, kwargs: dict[str, Any], trust_p
         options = ", ".join(_candidates(code)[:8]) or "none found"
         raise UnknownModelError(f"{path} needs the model's name: {path}:NAME.",
                                 f"Models in that file: {options}.")
-    return LoadedModel(_materialize(_get_attr(code, attr, str(path)), spec, kwargs), spec,
-                       "python")
+    return LoadedModel(_materialize(_get_attr(code, attr, str(path)), spec, kwargs, building),
+                       spec, "python")
 
 
 def _hf_path_error(spec: str) -> ModelFileError | None:
@@ -288,9 +341,9 @@ def _hf_path_error(spec: str) -> ModelFileError | None:
 
 
 def _build(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
-           device: torch.device) -> LoadedModel:
+           device: torch.device, building: _Building) -> LoadedModel:
     if hub.is_hub_spec(spec):
-        built = hub.build(spec, kwargs)
+        built = building.build(lambda: hub.build(spec, kwargs), lambda hub_model: hub_model.module)
         return LoadedModel(built.module, spec, built.source, default_sizes=built.default_sizes,
                            notes=built.notes)
     wrong = _hf_path_error(spec)
@@ -298,17 +351,19 @@ def _build(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
         raise wrong
     file = _file_spec(spec)
     if file is not None:
-        return _from_file(*file, spec, kwargs, trust_pickle, device)
+        return _from_file(*file, spec, kwargs, trust_pickle, device, building)
     if zoo.is_model_name(spec):
+        if device.type != "meta" and zoo.reads_values(spec):
+            building.ordinary()  # its pass would find placeholders read, and build it again
         with _user_code(f"building torchvision's {spec}"):
-            module = zoo.build(spec, kwargs)
+            module = building.build(lambda: zoo.build(spec, kwargs))
         return LoadedModel(module, spec, "torchvision", torchvision_name=spec,
                            default_sizes=zoo.default_sizes(spec))
     if ":" in spec or "." in spec:
         module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
         code = _import_dotted(module_name)
-        return LoadedModel(_materialize(_get_attr(code, attr, module_name), spec, kwargs),
-                           spec, "python")
+        return LoadedModel(_materialize(_get_attr(code, attr, module_name), spec, kwargs,
+                                        building), spec, "python")
     raise zoo.unknown_model_error(spec)
 
 
@@ -316,13 +371,13 @@ _SMALL_ON_CPU_NOTE = "built on meta with its small tensors on the cpu first"
 
 
 def _build_on_meta(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
-                   device: torch.device) -> LoadedModel:
+                   device: torch.device, building: _Building) -> LoadedModel:
     """Build under ``torch.device("meta")``; if the building code reads tensor values (regnet
     computes its widths with ``.tolist()``), build again with small tensors real on the cpu,
     so the model still never allocates its large weights, and say so in a note."""
     try:
         with torch.device("meta"):
-            return _build(spec, kwargs, trust_pickle, device)
+            return _build(spec, kwargs, trust_pickle, device, building)
     except UserCodeError as exc:
         cause = exc.__cause__
         if cause is None or not meta.meta_failure(cause):
@@ -330,7 +385,7 @@ def _build_on_meta(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
         first = cause
     try:
         with meta.SmallOnCpu():
-            loaded = _build(spec, kwargs, trust_pickle, device)
+            loaded = _build(spec, kwargs, trust_pickle, device, building)
     except UserCodeError as exc:
         cause = exc.__cause__
         if cause is None or not meta.meta_failure(cause):
@@ -350,14 +405,24 @@ def _build_on_meta(spec: str, kwargs: dict[str, Any], trust_pickle: bool,
     return loaded
 
 
+def _on(module: nn.Module, device: torch.device) -> bool:
+    """Whether every weight is on ``device`` already: ``.to`` walks them all even then."""
+    return all(t.device == device for t in (*module.parameters(), *module.buffers()))
+
+
 def load_model(spec: str | nn.Module, *, kwargs: dict[str, Any] | None = None,
                weights: str | Path | None = None, strict: bool = True,
                trust_pickle: bool = False, device: torch.device | str = "cpu",
-               dtype: torch.dtype | None = None) -> LoadedModel:
+               dtype: torch.dtype | None = None, init: bool = True) -> LoadedModel:
     """Build the model described by ``spec`` on ``device``, load weights, cast to ``dtype``.
 
     On the meta device the model is built under ``torch.device("meta")``: no weight memory is
     allocated, so models far larger than memory can be summarised.
+
+    ``init=False`` is for work that needs shapes and counts only: the random init is skipped
+    (``core.placeholders``), and ``rebuild`` of the result builds the model again with it, as
+    ``init=True`` would have. Where nothing could tell the two apart it is skipped anyway: on
+    meta (no values to draw), and under ``weights`` that replace every skipped value.
     """
     device = torch.device(device)
     kwargs = dict(kwargs or {})
@@ -365,21 +430,65 @@ def load_model(spec: str | nn.Module, *, kwargs: dict[str, Any] | None = None,
         loaded = LoadedModel(spec, type(spec).__name__, "instance")
         if kwargs:
             raise UserCodeError("`kwargs` cannot apply to a model instance.", "Drop kwargs.")
-    elif device.type == "meta":
-        loaded = _build_on_meta(spec.strip(), kwargs, trust_pickle, device)
+        return _finish(loaded, None, weights, strict, device, dtype, init)
+    building = _Building(skip=not init or device.type == "meta" or weights is not None)
+    if device.type == "meta":
+        loaded = _build_on_meta(spec.strip(), kwargs, trust_pickle, device, building)
     else:
-        loaded = _build(spec.strip(), kwargs, trust_pickle, device)
+        loaded = _build(spec.strip(), kwargs, trust_pickle, device, building)
+    return _finish(loaded, building, weights, strict, device, dtype, init)
+
+
+def _finish(loaded: LoadedModel, building: _Building | None, weights: str | Path | None,
+            strict: bool, device: torch.device, dtype: torch.dtype | None,
+            init: bool) -> LoadedModel:
+    """Move to meta, load weights, move to ``device``, cast; settle what placeholders are left."""
     module = loaded.module
+    held = (building.mode.placeholders(module)
+            if building is not None and building.mode is not None else None)
+    if held is not None and held.read is not None and device.type != "meta":
+        # Its constructor read values made from placeholders, and may have decided on them.
+        assert building is not None and building.again is not None
+        module = loaded.module = building.again()
+        held = None
     if loaded.notes and loaded.notes[-1].startswith(_SMALL_ON_CPU_NOTE):
         module = module.to("meta")  # its note already says so
     elif device.type == "meta" and any(not t.is_meta for t in module.state_dict().values()):
         loaded.notes.append("weights moved to the meta device: shapes and counts only")
         module = module.to("meta")
+    if device.type == "meta":
+        held = None  # nothing on meta has values: nothing can tell placeholders apart
     if weights is not None:
         loaded.weights = load_weights(module, weights, strict=strict)
-    if device.type != "meta":
+        if held is not None and _replaced(module, held, loaded.weights):
+            held = None
+    if held is not None and held.any and init:
+        # The weights left placeholders that the ordinary build would have drawn: build it so.
+        assert building is not None and building.again is not None
+        module = building.again()
+        if weights is not None:
+            loaded.weights = load_weights(module, weights, strict=strict)
+        held = None
+    if device.type != "meta" and not _on(module, device):
         module = module.to(device)
     if dtype is not None:
         module = module.to(dtype)
     loaded.module = module
+    if held is not None and held.any:
+        assert building is not None and building.again is not None
+        placeholders.mark(module, held)
+        again = building.again
+        loaded.rebuild = lambda: _finish(
+            dataclasses.replace(loaded, module=again(), weights=None, rebuild=None, notes=[
+                *loaded.notes]), None, weights, strict, device, dtype, True)
     return loaded
+
+
+def _replaced(module: nn.Module, held: placeholders.Placeholders, report: WeightsReport) -> bool:
+    """Whether the weights loaded replaced every placeholder: then the model is the ordinary
+    build with these weights (what else it holds was built as the ordinary build does)."""
+    if held.others or report.checked_only:
+        return False
+    unloaded = set(report.missing) | {text.split(":", 1)[0] for text in report.mismatched}
+    loaded = set(module.state_dict()) - unloaded
+    return held.names <= loaded

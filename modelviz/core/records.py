@@ -7,7 +7,7 @@ measured twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -53,6 +53,33 @@ def describe(value: Any) -> Tree:
     if isinstance(value, dict):
         return {str(k): describe(v) for k, v in value.items()}
     return None
+
+
+def describer() -> Callable[[Any], Tree]:
+    """``describe`` for one pass: a TensorMeta is immutable and a pass meets the same few
+    shapes thousands of times (every block of a stage gives the same), so each (shape, dtype)
+    of a strided tensor, whose bytes follow from them, is described once and shared."""
+    metas: dict[tuple[Any, ...], TensorMeta] = {}
+    strided = torch.strided
+
+    def cached(value: Any) -> Tree:
+        if isinstance(value, torch.Tensor):
+            if value.layout is not strided:  # sparse: its bytes depend on what it holds
+                return describe(value)
+            key = (value.shape, value.dtype)
+            meta = metas.get(key)
+            if meta is None:
+                meta = metas[key] = TensorMeta(tuple(key[0]), dtype_name(key[1]), value.nbytes)
+            return meta
+        if isinstance(value, tuple):
+            return tuple([cached(v) for v in value])
+        if isinstance(value, list):
+            return [cached(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): cached(v) for k, v in value.items()}
+        return None
+
+    return cached
 
 
 def iter_metas(tree: Tree) -> Iterator[TensorMeta]:

@@ -8,14 +8,15 @@ pass over it. Feature packages take a ``Prepared``; none of them loads a model i
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
-from modelviz.core import engine
+from modelviz.core import engine, placeholders
 from modelviz.core.devices import require_values, resolve_device
 from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs, with_forward_args
 from modelviz.core.loading import LoadedModel, load_model
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from modelviz.core.image_input import ImageInput
 
 SizeLike = str | InputSpec | tuple[int, ...] | list[int]
+_Result = TypeVar("_Result")
 
 
 @dataclass
@@ -53,6 +55,17 @@ class Prepared:
     def has_values(self) -> bool:
         """False on the meta device: shapes and counts only, no weights or activations."""
         return self.device.type != "meta"
+
+    @property
+    def placeholders(self) -> bool:
+        """Whether the weights are placeholders (``prepare(values=False)``): zeros where the
+        random init would have drawn, for work that needs shapes and counts only."""
+        return self.loaded.placeholders
+
+    def with_values(self) -> None:
+        """Build the model again with its random init, as ``prepare`` does by default."""
+        if self.loaded.rebuild is not None:
+            self.loaded = self.loaded.rebuild()
 
     def require_values(self, problem: str, fix: str, *,
                        error: type[ModelvizError] = DeviceError) -> None:
@@ -83,11 +96,16 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
             kwargs: dict[str, Any] | None = None, weights: str | Path | None = None,
             strict: bool = True, trust_pickle: bool = False,
             input_file: str | Path | None = None, seed: int = 0,
-            forward_args: dict[str, Any] | None = None) -> Prepared:
+            forward_args: dict[str, Any] | None = None, values: bool = True) -> Prepared:
     """Load the model (the one place models are built) and build its inputs.
 
     A size ``name=spec`` is a keyword input of ``forward``; ``forward_args`` are its other,
     non-tensor keyword arguments (``use_cache=False``), passed as they are.
+
+    ``values=False`` is for work that needs shapes and counts alone (a summary, a graph, a
+    memory plan): the weights may then be placeholders instead of random values (see
+    ``core.placeholders``), which saves the random init; run such work through
+    ``shapes_only``, which builds the model again with them if its pass reads values.
     """
     specs = check_named([as_spec(s) for s in sizes])
     check_seed(seed)
@@ -109,7 +127,8 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             loaded = load_model(model, kwargs=kwargs, weights=weights, strict=strict,
-                                trust_pickle=trust_pickle, device=target, dtype=float_dtype)
+                                trust_pickle=trust_pickle, device=target, dtype=float_dtype,
+                                init=values)
     input_dtype = float_dtype or engine.model_dtype(loaded.module) or torch.float32
     if input_file is not None:
         if specs:
@@ -128,6 +147,19 @@ def prepare(model: str | nn.Module, *sizes: SizeLike, device: str | torch.device
                               float_dtype=input_dtype, seed=seed)
     inputs = with_forward_args(inputs, loaded.module, forward_args)
     return Prepared(loaded, inputs, target, batch_size)
+
+
+def shapes_only(prepared: Prepared, work: Callable[[Prepared], _Result]) -> _Result:
+    """``work(prepared)``, where the work needs shapes and counts only. If the model holds
+    placeholders and its pass reads values that come from them (a detector keeping the boxes
+    its scores pick), the pass stops; the model is built again with its random init, and the
+    work is done again from the start, with new probes: the same result as if the model had
+    had its random weights all along."""
+    try:
+        return work(prepared)
+    except placeholders.ValuesNeeded:
+        prepared.with_values()
+        return work(prepared)
 
 
 def run(prepared: Prepared, *, train: bool = False, grad: bool = False,

@@ -4,35 +4,99 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import inspect
 import re
+import sys
+import types
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 from modelviz.core.specs import InputSpec
 from modelviz.errors import UnknownModelError, UserCodeError
 
+#: The one module of torch._dynamo that importing torchvision needs, for one function.
+_DYNAMO_UTILS = "torch._dynamo.utils"
+
+
+def _dynamo_utils_later() -> types.ModuleType:
+    """A stand-in for torch._dynamo.utils whose attributes are the real ones, imported when
+    first used: torchvision's roi_align imports ``is_compile_supported`` from it, and importing
+    it imports all of torch._dynamo (0.8 s, a third of importing torchvision) for a function
+    that only detection models' ``roi_align`` calls, and only in a fallback."""
+    stand_in = types.ModuleType(_DYNAMO_UTILS)
+
+    def real() -> Any:
+        if sys.modules.get(_DYNAMO_UTILS) is stand_in:
+            del sys.modules[_DYNAMO_UTILS]
+        return importlib.import_module(_DYNAMO_UTILS)
+
+    def is_compile_supported(device_type: Any) -> Any:
+        return real().is_compile_supported(device_type)
+
+    def attribute(name: str) -> Any:
+        if name.startswith("__"):  # a module's own (inspect asks every module for __file__)
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stand_in.is_compile_supported = is_compile_supported  # type: ignore[attr-defined]
+    stand_in.__getattr__ = attribute  # type: ignore[method-assign]
+    return stand_in
+
+
+@contextlib.contextmanager
+def _without_dynamo() -> Iterator[None]:
+    """torchvision imported with torch._dynamo left for later (``_dynamo_utils_later``)."""
+    if "torchvision" in sys.modules or _DYNAMO_UTILS in sys.modules:
+        yield
+        return
+    stand_in = _dynamo_utils_later()
+    sys.modules[_DYNAMO_UTILS] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(_DYNAMO_UTILS) is stand_in:
+            del sys.modules[_DYNAMO_UTILS]
+
+
+@cache
+def _models() -> Any:
+    """``torchvision.models``, imported the quick way."""
+    with _without_dynamo():
+        from torchvision import models
+    return models
+
 
 @cache
 def model_names() -> tuple[str, ...]:
-    from torchvision import models
+    return tuple(_models().list_models())
 
-    return tuple(models.list_models())
+
+#: What a torchvision model name looks like: a spec that is not (``pkg.mod:attr``, a path) is
+#: told apart without importing torchvision, which costs 0.4 s and imports torch._dynamo.
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def is_model_name(name: str) -> bool:
-    return name in model_names()
+    return _NAME.fullmatch(name) is not None and name in model_names()
 
 
 def family(name: str) -> str:
     """classification, detection, segmentation, video, optical_flow or quantization."""
-    from torchvision import models
-
+    models = _models()
     module = models.get_model_builder(name).__module__
     for kind in ("detection", "segmentation", "video", "optical_flow", "quantization"):
         if f".{kind}." in module:
             return kind
     return "classification"
+
+
+def reads_values(name: str) -> bool:
+    """Whether the model's forward pass reads its own values into its control flow: a detector
+    keeps the boxes its scores pick (``nonzero``, ``topk`` then ``.item()``), so its outputs'
+    shapes, and its later layers' work, come from the weights."""
+    return family(name) == "detection"
 
 
 def suggest(name: str) -> list[str]:
@@ -77,8 +141,7 @@ def unknown_model_error(spec: str) -> UnknownModelError:
 
 def build(name: str, kwargs: dict[str, Any]) -> Any:
     """Build a randomly initialised torchvision model; never downloads weights."""
-    from torchvision import models
-
+    models = _models()
     builder = models.get_model_builder(name)
     params = inspect.signature(builder).parameters
     options: dict[str, Any] = {"weights": None}
@@ -101,8 +164,7 @@ def build(name: str, kwargs: dict[str, Any]) -> Any:
 
 def default_sizes(name: str) -> list[InputSpec]:
     """The input size a model of this family is usually run at (without the batch dimension)."""
-    from torchvision import models
-
+    models = _models()
     kind = family(name)
     if kind == "detection":
         return [InputSpec((3, 800, 800))]
@@ -127,7 +189,6 @@ def default_sizes(name: str) -> list[InputSpec]:
 
 def preprocessing(name: str) -> Any:
     """The transforms torchvision documents for this model's weights (resize, crop, normalise)."""
-    from torchvision import models
-
+    models = _models()
     weights = models.get_model_weights(name)
     return next(iter(weights)).transforms()
