@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import echo_json, note, print_out, spinner
+from modelviz.cli._dashboard import (
+    HistogramsOpt,
+    LayerOpt,
+    MaxChannelsOpt,
+    MemoryPeaksOpt,
+    TypeOpt,
+)
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -32,22 +39,13 @@ def tensorboard(
         "--logdir", metavar="DIR", help="The run's folder, e.g. runs/resnet18; TensorBoard "
         "reads its parent (tensorboard --logdir runs).")],
     sizes: SizesArg = None,
-    layer: Annotated[list[str] | None, typer.Option(
-        "--layer", "-l", metavar="NAME",
-        help="Log this module's activation image: a name or a glob; repeatable. Default: a "
-             "few layers spread from input to output.")] = None,
-    module_type: Annotated[list[str] | None, typer.Option(
-        "--type", "-t", metavar="TYPE", help="Log every module of this type; repeatable.")
-    ] = None,
+    layer: LayerOpt = None,
+    module_type: TypeOpt = None,
     graph: Annotated[bool, typer.Option(
         "--graph/--no-graph", help="Trace the model for TensorBoard's Graphs tab.")] = True,
-    histograms: Annotated[bool, typer.Option(
-        "--histograms/--no-histograms", help="One histogram per parameter tensor.")] = True,
-    memory: Annotated[bool, typer.Option(
-        "--memory", help="Add the peaks of `modelviz memory`'s plan (inference, a training "
-                         "step with Adam) to the scalars.")] = False,
-    max_channels: Annotated[int, typer.Option(
-        "--max-channels", min=1, max=16, help="Most channel maps per activation card.")] = 16,
+    histograms: HistogramsOpt = True,
+    memory: MemoryPeaksOpt = False,
+    max_channels: MaxChannelsOpt = 16,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print what was written as JSON.")] = False,
     device: DeviceOpt = "auto",

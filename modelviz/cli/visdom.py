@@ -7,6 +7,13 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import echo_json, note, print_out, spinner
+from modelviz.cli._dashboard import (
+    HistogramsOpt,
+    LayerOpt,
+    MaxChannelsOpt,
+    MemoryPeaksOpt,
+    TypeOpt,
+)
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -40,22 +47,13 @@ def visdom(
     env: Annotated[str | None, typer.Option(
         "--env", metavar="NAME", help="The Visdom environment. Default: modelviz_MODEL.")
     ] = None,
-    layer: Annotated[list[str] | None, typer.Option(
-        "--layer", "-l", metavar="NAME",
-        help="Push this module's activation card: a name or a glob; repeatable. Default: a "
-             "few layers spread from input to output.")] = None,
-    module_type: Annotated[list[str] | None, typer.Option(
-        "--type", "-t", metavar="TYPE", help="Push every module of this type; repeatable.")
-    ] = None,
+    layer: LayerOpt = None,
+    module_type: TypeOpt = None,
     graph: Annotated[bool, typer.Option(
         "--graph/--no-graph", help="Push the module graph as SVG.")] = True,
-    histograms: Annotated[bool, typer.Option(
-        "--histograms/--no-histograms", help="One histogram per parameter tensor.")] = True,
-    memory: Annotated[bool, typer.Option(
-        "--memory", help="Add the peaks of `modelviz memory`'s plan (inference, a training "
-                         "step with Adam) to the totals.")] = False,
-    max_channels: Annotated[int, typer.Option(
-        "--max-channels", min=1, max=16, help="Most channel maps per activation card.")] = 16,
+    histograms: HistogramsOpt = True,
+    memory: MemoryPeaksOpt = False,
+    max_channels: MaxChannelsOpt = 16,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print what was pushed as JSON.")] = False,
     device: DeviceOpt = "auto",

@@ -9,6 +9,13 @@ from typing import Annotated
 import typer
 
 from modelviz.cli._console import echo_json, note, print_out, spinner
+from modelviz.cli._dashboard import (
+    HistogramsOpt,
+    LayerOpt,
+    MaxChannelsOpt,
+    MemoryPeaksOpt,
+    TypeOpt,
+)
 from modelviz.cli._options import (
     BatchOpt,
     DeviceOpt,
@@ -41,28 +48,19 @@ def wandb(
     folder: Annotated[Path | None, typer.Option(
         "--dir", metavar="DIR", help="Where W&B writes its local run folder (DIR/wandb/...). "
                                      "Default: $WANDB_DIR, else the current folder.")] = None,
-    layer: Annotated[list[str] | None, typer.Option(
-        "--layer", "-l", metavar="NAME",
-        help="Log this module's activation card: a name or a glob; repeatable. Default: a "
-             "few layers spread from input to output.")] = None,
-    module_type: Annotated[list[str] | None, typer.Option(
-        "--type", "-t", metavar="TYPE", help="Log every module of this type; repeatable.")
-    ] = None,
+    layer: LayerOpt = None,
+    module_type: TypeOpt = None,
     graph: Annotated[bool, typer.Option(
         "--graph/--no-graph", help="Log the module graph: SVG and the interactive page.")] = True,
-    histograms: Annotated[bool, typer.Option(
-        "--histograms/--no-histograms", help="One histogram per parameter tensor.")] = True,
+    histograms: HistogramsOpt = True,
     onnx: Annotated[bool, typer.Option(
         "--onnx/--no-onnx", help="Export and verify the model; the ONNX file joins "
                                  "summary.json in the run's artifact.")] = True,
     static: Annotated[bool, typer.Option(
         "--static", help="Export the ONNX file with a fixed batch: faster than the default "
                          "dynamic batch.")] = False,
-    memory: Annotated[bool, typer.Option(
-        "--memory", help="Add the peaks of `modelviz memory`'s plan (inference, a training "
-                         "step with Adam) to the summary.")] = False,
-    max_channels: Annotated[int, typer.Option(
-        "--max-channels", min=1, max=16, help="Most channel maps per activation card.")] = 16,
+    memory: MemoryPeaksOpt = False,
+    max_channels: MaxChannelsOpt = 16,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print what was logged as JSON.")] = False,
     device: DeviceOpt = "auto",
