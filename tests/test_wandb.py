@@ -136,6 +136,23 @@ def test_offline_run_holds_table_summary_media_and_artifact(cli: Cli, tmp_path: 
     assert wandb_home == []  # nothing left this machine
 
 
+def test_the_program_leaves_a_whole_run(run_modelviz: RunModelviz, tmp_path: Path) -> None:
+    """The program ends with os._exit (cli/_process.py) once exit handlers have run: the run's
+    transaction log, written by W&B's service, must be whole and final all the same."""
+    env = {f"WANDB_{name}_DIR": str(tmp_path / name.lower()) for name in ("DATA", "CACHE",
+                                                                          "CONFIG")}
+    result = run_modelviz("wandb", NET, "1x28x28", "--project", "p", "--dir", str(tmp_path / "w"),
+                          "--offline", "--json", "--no-onnx", "--no-graph", "--layer", "fc3",
+                          env={**env, "WANDB_ERROR_REPORTING": "false",
+                               "NETRC": str(tmp_path / "netrc")})
+    assert result.exit_code == 0, result.stderr
+    run = read_run(Path(json.loads(result.stdout)["run_dir"]))
+    assert run.summary["params"] == 44_426
+    assert sorted(k for k in run.history if k.startswith("activations/")) == ["activations/fc3"]
+    assert len([k for k in run.history if k.startswith("parameters/")]) == 10
+    assert "exit" in run.kinds  # the run was finished, not cut off
+
+
 def test_wandb_mode_offline_and_parts_turned_off(cli: Cli, tmp_path: Path,
                                                  wandb_home: list[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
