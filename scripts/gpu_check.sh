@@ -30,3 +30,14 @@ for depth in (None, 2, 1):
     rows = sum(m.total_ms for m in p.modules.values() if m.depth == 1)
     print(f"resnet50 b1 time_depth={depth}: forward {p.total_ms:.3f} ms, bare {p.bare_forward_ms:.3f} ms, hooks {p.hook_overhead * 100:+.1f}%, depth-1 rows {rows / p.total_ms:.3f} of the total", flush=True)
 PY
+# a cuDNN LSTM: what the plan follows against what the allocator measured (never tried on a GPU)
+python3 - <<'PY' 2>&1 | tee $OUT/lstm_cuda.txt
+from modelviz import api
+MB = 2**20
+for opt in ("adam", "none"):
+    plan = api.memory("tests.models_for_memory:Recurrent", "100x64", batch_size=32, optimizer=opt, device="cuda")
+    part = plan.training if opt != "none" else plan.inference
+    print(f"LSTM b32 {opt}: followed {part.peak_bytes/MB:.1f} MiB, measured {part.measured_peak_bytes/MB:.1f} MiB, ratio {part.peak_bytes/part.measured_peak_bytes:.3f}", flush=True)
+PY
+# placeholder weights, the torch._dynamo.utils stand-in and the quick exit on this torch/torchvision
+python3 -m pytest -q -p no:cacheprovider tests/test_placeholders.py tests/test_process.py 2>&1 | tail -5
