@@ -55,6 +55,22 @@ def _gpt2_small() -> tuple[nn.Module, Callable[[int], Any]]:
     return _gpt2(n_layer=2, n_embd=256, n_head=4, vocab_size=8000)
 
 
+class PooledNorm(nn.Module):
+    """Batch norm after global pooling, as inception_v3's auxiliary head has: a training step
+    at batch 1 has one value per channel there, which torch refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = self.head(self.norm(self.pool(self.conv(x))).flatten(1))
+        return result
+
+
 def _lstm() -> tuple[nn.Module, Callable[[int], Any]]:
     return Recurrent(), lambda b: torch.randn(b, 100, 64)
 

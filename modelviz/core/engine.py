@@ -441,11 +441,14 @@ class _Pass:
             before = f"; {len(done)} module call(s) ran before it, the last: {last}"
         else:
             before = "; it was the first module to run"
-        return ForwardError(
-            f"forward pass failed {where}: {reason}{before}.",
-            "Check `sizes` (given without the batch dimension) and their dtypes; "
-            "`debug` shows the traceback.",
-        )
+        fix = ("Check `sizes` (given without the batch dimension) and their dtypes; "
+               "`debug` shows the traceback.")
+        if ONE_VALUE_PER_CHANNEL in str(exc):
+            # Batch norm in training mode at batch 1, with a 1x1 map: the batch statistics need
+            # two values per channel. No size fixes that; more samples do, as in real training.
+            fix = ("A BatchNorm layer in training mode needs more than one value per channel: "
+                   "give `batch_size=2` or more.")
+        return ForwardError(f"forward pass failed {where}: {reason}{before}.", fix)
 
 
     def meta_failure(self, exc: BaseException) -> ForwardError | None:
@@ -470,6 +473,8 @@ class _Pass:
         )
 
 
+#: torch's message when batch norm trains on one value per channel (batch 1, a 1x1 map).
+ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 #: The frames ``nn.Module.__call__`` runs a module's ``forward`` from: its short path, the
 #: closure of its path with hooks, and the path it takes while torch.jit traces.
 _CALL_IMPL = nn.Module._call_impl.__code__

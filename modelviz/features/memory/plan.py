@@ -8,6 +8,7 @@ the meta device, where a step costs no memory and little time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from modelviz.core.formatting import binary_size
 from modelviz.core.inputs import training_targets
 from modelviz.core.records import shapes_json
 from modelviz.core.session import Prepared
-from modelviz.errors import SpecError
+from modelviz.errors import ForwardError, SpecError
 from modelviz.features.memory import simulate
 from modelviz.features.memory.kv import KvCache, plan_kv_cache
 from modelviz.features.memory.simulate import Inference, PerModule, Training
@@ -163,6 +164,20 @@ def _peak_at(batch: int, model: nn.Module, prepared: Prepared, *, optimizer: str
     return training.peak_bytes if training is not None else inference.peak_bytes
 
 
+def _least_batch(peak: Callable[[int], int], mode: str) -> int:
+    """1, or 2 where a training step cannot run on one sample: batch norm's statistics need
+    two values per channel, so real training needs a batch of 2 there too."""
+    if mode != "training":
+        return 1
+    try:
+        peak(1)
+    except ForwardError as exc:
+        if engine.ONE_VALUE_PER_CHANNEL not in str(exc):
+            raise
+        return 2
+    return 1
+
+
 def fit(prepared: Prepared, budget: int, label: str, *, optimizer: str, amp: str | None,
         blocks: list[str], devices: int, block: tuple[str, int]) -> Fit:
     """Double the batch until the peak passes the budget, then bisect: every answer is checked,
@@ -178,12 +193,13 @@ def fit(prepared: Prepared, budget: int, label: str, *, optimizer: str, amp: str
         return cache[batch]
 
     mode = "training" if optimizer != "none" else "inference"
-    if peak(1) > budget:
-        return Fit(budget, label, mode, 0, 0, peak(1))
-    # The peak grows almost linearly with the batch: aim at the batch the line from 1 and 2
-    # predicts, then bracket it by checked steps and bisect, so that few steps are simulated.
-    slope = max(1, peak(2) - peak(1))
-    guess = max(1, min(MAX_BATCH, 1 + (budget - peak(1)) // slope))
+    least = _least_batch(peak, mode)
+    if peak(least) > budget:
+        return Fit(budget, label, mode, 0, 0, peak(least))
+    # The peak grows almost linearly with the batch: aim at the batch the line from the least
+    # two predicts, then bracket it by checked steps and bisect, so that few steps are simulated.
+    slope = max(1, peak(least + 1) - peak(least))
+    guess = max(least, min(MAX_BATCH, least + (budget - peak(least)) // slope))
     step = 1  # the line is usually exact to a batch: guess and guess + 1 often settle it
     if peak(guess) <= budget:
         low, high = guess, guess + step
@@ -193,9 +209,9 @@ def fit(prepared: Prepared, budget: int, label: str, *, optimizer: str, amp: str
                 raise SpecError(f"batch {MAX_BATCH:,} still fits `fit={label}`.",
                                 "The budget is far above this model's needs; give a smaller one.")
     else:
-        low, high = max(1, guess - step), guess
-        while low > 1 and peak(low) > budget:
-            low, high, step = max(1, low - 2 * step), low, 2 * step
+        low, high = max(least, guess - step), guess
+        while low > least and peak(low) > budget:
+            low, high, step = max(least, low - 2 * step), low, 2 * step
     while high - low > 1:
         middle = (low + high) // 2
         if peak(middle) <= budget:

@@ -126,7 +126,16 @@ def block_for(device: torch.device) -> int:
 
 
 def tracker_for(device: torch.device) -> Tracker:
-    """A tracker that rounds as ``device``'s allocator does and knows its kernels' scratch."""
+    """A tracker that rounds as ``device``'s allocator does and knows its kernels' scratch.
+
+    torch._dynamo is imported first, if nothing has yet: torch imports it at the first op that
+    passes one of its ``_disable_dynamo`` wrappers (a dispatch mode, a meta decomposition), and
+    an import inside a followed pass leaves the frames it ran under in reference cycles that
+    live until the pass ends (the collector is paused there, for steady figures), the tensors
+    they hold included: resnet50's first plan in a process counted conv1's output (98 MiB at
+    batch 32) into its inference peak, and the second did not (tests/test_memory.py)."""
+    import torch._dynamo  # noqa: F401  # imported for its side effect, before any pass
+
     return Tracker(block=block_for(device), scratch=cpu_scratch if device.type == "cpu" else None)
 
 
