@@ -82,6 +82,31 @@ def test_a_written_file_is_whole(tmp_path: Path) -> None:
     assert data["totals"]["params"] == 300 * (8 * 8 + 8)
 
 
+POOLED = """
+import concurrent.futures
+from torch import nn
+
+# An idle worker thread, not a daemon, as torch.compile's inductor leaves behind: Python's exit
+# tells it to stop (threading._register_atexit) before it joins it.
+POOL = concurrent.futures.ThreadPoolExecutor(1)
+POOL.submit(int).result()
+Net = lambda: nn.Linear(4, 2)
+"""
+
+
+def test_an_idle_thread_pool_does_not_hold_the_exit(tmp_path: Path) -> None:
+    """Joining every thread that is not a daemon, without first running threading's own exit
+    callbacks, waited forever on such a worker: `profile --compile` hung after printing its
+    result whenever inductor compiled in a fresh cache (tests/test_profile.py)."""
+    (tmp_path / "pooled.py").write_text(POOLED)
+    done = subprocess.run(
+        [sys.executable, "-m", "modelviz", "summary", f"{tmp_path / 'pooled.py'}:Net", "4",
+         "-f", "csv"], capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("name,")
+
+
 def test_in_process_the_collector_is_left_as_it_was(cli: Cli) -> None:
     """Only the program freezes; the test runner's (or a script's) collector stays its own."""
     frozen = gc.get_freeze_count()

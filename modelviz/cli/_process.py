@@ -81,15 +81,27 @@ def _status(code: object) -> int:
     return 1
 
 
+def _join_threads() -> None:
+    """What Python's exit does first: ``threading._shutdown`` runs the callbacks that tell
+    thread pools to stop (``threading._register_atexit``: concurrent.futures' workers, which
+    torch.compile's inductor starts) and then joins the threads that are not daemons. Joining
+    them without those callbacks waits forever on workers idling for their next task."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+        return
+    current = threading.current_thread()  # pragma: no cover - every CPython since 3.0 has it
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon and thread.is_alive():
+            thread.join()
+
+
 def exit_now(code: object) -> NoReturn:
     """End the process as Python's exit would, less the collection and the teardown of every
     module: wait for the threads that are not daemons, run the exit handlers (temporary folders
     removed, logs closed), flush stdout and stderr, then ``os._exit``."""
     status = _status(code)
-    current = threading.current_thread()
-    for thread in threading.enumerate():
-        if thread is not current and not thread.daemon and thread.is_alive():
-            thread.join()
+    _join_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
