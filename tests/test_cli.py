@@ -293,6 +293,23 @@ def test_detection_model(cli: Cli) -> None:
     assert set(backbone["output_shapes"]) == {"0", "1", "pool"}  # a dict of feature maps
 
 
+def test_detection_model_in_training_mode(cli: Cli) -> None:
+    """A torchvision detector refuses to train without targets; --train gives it one made-up
+    box per image (core.inputs.training_targets), as memory's training step does. The pass is
+    then training's: the losses come out, and the box head sees torchvision's 512 sampled
+    proposals per image (box_batch_size_per_image), where eval keeps the RPN's top ones."""
+    result = cli("summary", "fasterrcnn_mobilenet_v3_large_320_fpn", "3x320x320", "--train",
+                 "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["outputs"] == {"loss_classifier": [], "loss_box_reg": [], "loss_objectness": [],
+                               "loss_rpn_box_reg": []}
+    assert [i["name"] for i in data["inputs"]] == ["images"]
+    scores = next(layer for layer in data["layers"]
+                  if layer["name"] == "roi_heads.box_predictor.cls_score")
+    assert scores["output_shapes"] == [512, 91]
+
+
 def test_python_dash_m(run_modelviz: RunModelviz) -> None:
     result = run_modelviz("summary", "sample_models.seeds:tanh_mlp", "8", "-f", "csv")
     assert result.exit_code == 0

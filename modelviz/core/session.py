@@ -18,7 +18,13 @@ from torch import nn
 
 from modelviz.core import engine, placeholders
 from modelviz.core.devices import require_values, resolve_device
-from modelviz.core.inputs import ModelInputs, build_inputs, load_inputs, with_forward_args
+from modelviz.core.inputs import (
+    ModelInputs,
+    build_inputs,
+    load_inputs,
+    training_targets,
+    with_forward_args,
+)
 from modelviz.core.loading import LoadedModel, load_model
 from modelviz.core.records import Trace
 from modelviz.core.specs import (
@@ -164,10 +170,14 @@ def shapes_only(prepared: Prepared, work: Callable[[Prepared], _Result]) -> _Res
 
 def run(prepared: Prepared, *, train: bool = False, grad: bool = False,
         keep_output: bool = False, probes: tuple[engine.Probe, ...] = ()) -> Trace:
-    """The instrumented forward pass of a prepared model."""
-    return engine.run(prepared.model, prepared.inputs.args, prepared.inputs.kwargs,
-                      device=prepared.device, train=train, grad=grad,
-                      keep_output=keep_output, probes=probes)
+    """The instrumented forward pass of a prepared model. In training mode a torchvision
+    detection model is given made-up targets, which it refuses to run without
+    (``inputs.training_targets``): the pass is then the one training runs, losses included."""
+    args, kwargs = prepared.inputs.args, prepared.inputs.kwargs
+    if train:
+        kwargs = {**kwargs, **training_targets(prepared.model, args, kwargs)}
+    return engine.run(prepared.model, args, kwargs, device=prepared.device, train=train,
+                      grad=grad, keep_output=keep_output, probes=probes)
 
 
 def prepare_image(model: str | nn.Module, image: str | Path, *sizes: SizeLike,
