@@ -34,6 +34,11 @@ __all__ = ["Prepared", "activations", "export_onnx", "graph", "memory", "prepare
            "run", "summary", "tensorboard", "trace", "visdom", "wandb", "write_report"]
 
 
+def _names(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """One layer or type name, or several: Python callers write either."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def trace(model: str | nn.Module, *sizes: SizeLike, train: bool = False,
           probes: tuple[Probe, ...] = (), **options: Any) -> Trace:
     """Load, build inputs and run once; ``options`` are those of ``prepare``."""
@@ -97,8 +102,8 @@ def activations(model: str | nn.Module, *sizes: SizeLike,
     from modelviz.features.activations.measure import measure_activations
     from modelviz.features.activations.pictures import check_folder, write_images
 
-    chosen_layers = (layers,) if isinstance(layers, str) else tuple(layers)
-    chosen_types = (types,) if isinstance(types, str) else tuple(types)
+    chosen_layers = _names(layers)
+    chosen_types = _names(types)
     if output_dir is not None:
         check_folder(output_dir)
     picture: ImageInput | None = None
@@ -200,8 +205,7 @@ def tensorboard(model: str | nn.Module, *sizes: SizeLike, logdir: str | Path,
     from modelviz.features.tensorboard.log import write_run
 
     prepared = prepare(model, *sizes, **options)
-    return write_run(prepared, logdir, layers=(layers,) if isinstance(layers, str) else layers,
-                     types=(types,) if isinstance(types, str) else types, graph=graph,
+    return write_run(prepared, logdir, layers=_names(layers), types=_names(types), graph=graph,
                      histograms=histograms, max_channels=max_channels, memory=memory,
                      train=train)
 
@@ -226,8 +230,7 @@ def wandb(model: str | nn.Module, *sizes: SizeLike, project: str, run_name: str 
     check_ready(project=project, offline=offline, folder=folder)
     prepared = prepare(model, *sizes, **options)
     return log_run(prepared, project=project, run_name=run_name, offline=offline,
-                   folder=folder, layers=(layers,) if isinstance(layers, str) else layers,
-                   types=(types,) if isinstance(types, str) else types, graph=graph,
+                   folder=folder, layers=_names(layers), types=_names(types), graph=graph,
                    histograms=histograms, onnx=onnx, static=static,
                    max_channels=max_channels, memory=memory, train=train)
 
@@ -247,8 +250,7 @@ def visdom(model: str | nn.Module, *sizes: SizeLike, server: str = "http://127.0
     check_server(server, port)
     prepared = prepare(model, *sizes, **options)
     return log_run(prepared, server=server, port=port, env=env,
-                   layers=(layers,) if isinstance(layers, str) else layers,
-                   types=(types,) if isinstance(types, str) else types, graph=graph,
+                   layers=_names(layers), types=_names(types), graph=graph,
                    histograms=histograms, max_channels=max_channels, memory=memory,
                    train=train)
 
@@ -268,9 +270,8 @@ def write_report(model: str | nn.Module, *sizes: SizeLike, output_dir: str | Pat
 
     reports.check_folder(output_dir)
     prepared = prepare(model, *sizes, **options)
-    return reports.build(prepared, output_dir, layers=(layers,) if isinstance(layers, str)
-                         else tuple(layers), depth=depth, onnx=onnx, atol=atol,
-                         static=static, max_channels=max_channels, memory=memory,
+    return reports.build(prepared, output_dir, layers=_names(layers), depth=depth, onnx=onnx,
+                         atol=atol, static=static, max_channels=max_channels, memory=memory,
                          profile=profile, train=train)
 
 

@@ -298,6 +298,17 @@ def input_names(model: nn.Module, count: int) -> list[str]:
     return names + [f"input{i}" for i in range(len(names), count)]
 
 
+def needs_training_targets(model: nn.Module, args: tuple[Any, ...],
+                           kwargs: dict[str, Any]) -> bool:
+    """Whether ``training_targets`` makes targets for this call: a torchvision detection model
+    whose ``forward`` takes them, given its images alone."""
+    if "targets" in kwargs or len(args) != 1 or not type(model).__module__.startswith(
+            "torchvision.models.detection"):
+        return False
+    params = _parameters(model)
+    return params is not None and "targets" in [p.name for p in params]
+
+
 def training_targets(model: nn.Module, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> dict[str, Any]:
     """What a torchvision detection model needs besides its images to run in training mode (it
@@ -305,11 +316,7 @@ def training_targets(model: nn.Module, args: tuple[Any, ...],
     of the image, labelled 1, with a mask or 17 keypoints where the model predicts them. The
     losses' cost does not depend on the boxes' values: proposals and anchors are sampled to
     fixed counts per image. Empty for any other model, or when targets are given."""
-    if "targets" in kwargs or len(args) != 1 or not type(model).__module__.startswith(
-            "torchvision.models.detection"):
-        return {}
-    params = _parameters(model)
-    if params is None or "targets" not in [p.name for p in params]:
+    if not needs_training_targets(model, args, kwargs):
         return {}
     images = list(args[0])
     heads = getattr(model, "roi_heads", None)

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_map
 
 from modelviz.core import engine
 from modelviz.core.formatting import binary_size
-from modelviz.core.inputs import training_targets
+from modelviz.core.inputs import needs_training_targets
 from modelviz.core.records import shapes_json
 from modelviz.core.session import Prepared
 from modelviz.errors import ForwardError, SpecError
@@ -258,7 +258,7 @@ def _plan(prepared: Prepared, model: nn.Module, *, optimizer: str, amp: str | No
     if optimizer != "none":
         training, per = simulate.training(model, args, kwargs, device, optimizer=optimizer,
                                           amp=amp, checkpoint=blocks)
-        if training_targets(model, args, kwargs):
+        if needs_training_targets(model, args, kwargs):
             notes.append("training ran on made-up targets, as a torchvision detection model "
                          "needs them: one box per image (with its mask or keypoints where the "
                          "model predicts them); the losses cost the same for any boxes")
