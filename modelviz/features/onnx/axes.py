@@ -32,7 +32,7 @@ _AXIS = re.compile(r"^(?P<input>[A-Za-z_][\w.]*):(?P<axis>-?\d+)(?:=(?P<name>[A-
 #: The name of the batch axis in every file modelviz writes.
 BATCH = "batch"
 #: torchvision's detection outputs: their rows are the same detections.
-_DETECTION = frozenset({"boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores"})
+DETECTION_KEYS = frozenset({"boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores"})
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,6 @@ class DynamicSpec:
     batch: str = "auto"
     seq: bool = False
     axes: tuple[NamedAxis, ...] = ()
-
-    @property
-    def asked(self) -> bool:
-        """Whether anything beyond the default was asked for: such axes must come out
-        dynamic, or the export fails."""
-        return self.batch == "on" or self.seq or bool(self.axes)
 
 
 def parse_dynamic(values: str | Iterable[str] | None, *, static: bool = False) -> DynamicSpec:
@@ -141,7 +135,7 @@ class AxisPlan:
                 for name, axes in self.by_input().items()}
 
 
-def _token_like(name: str, tensor: torch.Tensor) -> bool:
+def _token_like(tensor: torch.Tensor) -> bool:
     return (tensor.dim() >= 2 and not tensor.dtype.is_floating_point
             and not tensor.dtype.is_complex)
 
@@ -160,7 +154,7 @@ def plan_axes(spec: DynamicSpec, names: Sequence[str], tensors: Sequence[torch.T
         else:
             axes += [Axis(n, 0, BATCH, spec.batch == "on") for n in names]
     if spec.seq:
-        tokens = [n for n in names if _token_like(n, by_name[n])]
+        tokens = [n for n in names if _token_like(by_name[n])]
         if not tokens:
             raise SpecError("`dynamic=seq`: no input holds tokens (integers of shape [batch, "
                             "length]).", "Name the axis instead: INPUT:AXIS=NAME, e.g. "
@@ -283,7 +277,8 @@ def output_mapping(outputs: list[tuple[str, list[int | str]]], mapping: dict[str
                     continue
                 base = re.sub(r"\W+", "_", name).strip("_") or "output"
                 key, _, index = base.rpartition("_")
-                if axis == 0 and (base in _DETECTION or (index.isdigit() and key in _DETECTION)):
+                if axis == 0 and (base in DETECTION_KEYS
+                                  or (index.isdigit() and key in DETECTION_KEYS)):
                     # boxes, scores and labels of one image: one count, however many symbols
                     extra[symbol] = "num_detections" + (f"_{index}" if index.isdigit() else "")
                 else:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from modelviz.core.formatting import dims_text
+from modelviz.features.onnx.axes import DETECTION_KEYS
 from modelviz.features.onnx.result import Parity
 
 ELEMENTWISE = "elementwise"
@@ -37,7 +38,6 @@ DETECTION_RTOL = 1e-3
 #: masks are compared by their mean difference per detection, within this.
 MASK_MEAN_TOL = 0.05
 #: The keys that make a dict a detection (torchvision's): the first two must be there.
-DETECTION_KEYS = ("boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores")
 
 
 def numpy(tensor: torch.Tensor) -> Any:

@@ -38,7 +38,7 @@ from modelviz.features.onnx import cache as kv
 from modelviz.features.onnx.compare import compare_all
 from modelviz.features.onnx.diagnose import captured, explain, failure, unsupported_op
 from modelviz.features.onnx.metadata import scrub_ir, scrub_proto
-from modelviz.features.onnx.result import ExportResult, check_output
+from modelviz.features.onnx.result import ExportResult, check_output, sizes_text
 from modelviz.features.onnx.verify import (
     check_file,
     default_atol,
@@ -446,10 +446,6 @@ class _Verdict:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def _sizes_text(sizes: dict[str, int]) -> str:
-    return ", ".join(f"{name} {size}" for name, size in sizes.items())
-
-
 def _verify(staged: Path, subject: _Subject, plan: dyn.AxisPlan, result: ExportResult, *,
             device: torch.device, train: bool, stage: Stage) -> _Verdict:
     verdict = _Verdict()
@@ -499,7 +495,7 @@ def _second_run(session: Any, subject: _Subject, plan: dyn.AxisPlan, result: Exp
     tensors = leaves((args, kwargs))
     sizes = dyn.dim_sizes(dict(zip(subject.names_in, tensors, strict=True)), plan)
     batch = leading_batch(tuple(tensors), {})
-    where = _sizes_text(sizes)
+    where = sizes_text(sizes)
     declared = ", ".join(plan.names)
     try:
         got = session.run(None, feeds(session, subject.names_in, tensors), run_options())

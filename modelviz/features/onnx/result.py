@@ -12,6 +12,11 @@ from modelviz.errors import OutputError
 ROUNDING = 1e-4
 
 
+def sizes_text(sizes: dict[str, int] | None) -> str:
+    """``batch 2, seq 9``: the sizes a dynamic file was also run at."""
+    return ", ".join(f"{name} {size}" for name, size in (sizes or {}).items())
+
+
 @dataclass
 class TensorInfo:
     """A graph input or output as the ONNX file declares it; a str dimension is symbolic."""
@@ -93,8 +98,7 @@ class Divergence:
             return (f"every module's output agrees ({self.agreed} compared), so the difference "
                     f"is made in {self.type}'s own forward, after its modules")
         if self.before is not None:
-            code = (f"{self.module} ({self.type})'s own forward" if self.module
-                    else f"{self.type}'s own forward")
+            code = f"{self.where}'s own forward" if self.module else self.where
             return (f"the modules before {self.before} agree ({self.agreed} compared), but its "
                     f"input already differs by {self.max_abs_error:.3g}: the difference is made "
                     f"in {code}, before {self.before}")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from modelviz.core.formatting import dims_text, human_bytes
 from modelviz.escape import printable
+from modelviz.features.onnx.result import sizes_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -36,10 +37,6 @@ def verdict(check: Parity) -> Text:
         return Text("over atol", style="bold red")
     return Text("ok", style="green") if check.informative else Text("ok, uninformative",
                                                                      style="yellow")
-
-
-def sizes_text(sizes: dict[str, int] | None) -> str:
-    return ", ".join(f"{name} {size}" for name, size in (sizes or {}).items())
 
 
 def _beyond_batch(result: ExportResult) -> bool:
