@@ -43,6 +43,14 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def failure_line(exc: BaseException, limit: int = 300) -> str:
+    """Why a part of a larger job failed, in one line: modelviz's own errors as they read,
+    another library's with its type (``RuntimeError: ...``), folded to ``limit`` characters."""
+    if isinstance(exc, ModelvizError):
+        return str(exc)
+    return f"{type(exc).__name__}: {one_line(exc, limit=limit)}"
+
+
 def chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions behind it (``raise ... from``, or raised while handling),
     outermost first: the cause a library wraps is often the one that says what went wrong."""

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelviz.core.formatting import dims_text, stat_text
-from modelviz.features.activations.pictures import colour_rule, grid_shape, limits
+from modelviz.features.activations.pictures import (
+    colour_map,
+    colour_rule,
+    figure_pixels,
+    grid_shape,
+    limits,
+)
 from modelviz.features.activations.stats import Capture, LayerStats
 
 if TYPE_CHECKING:
@@ -45,7 +51,6 @@ MIN_POINTS = 13.0
 TITLE_POINTS = 15.0
 #: At most this many channel maps on a card (4x4); a dashboard asks for no more.
 MAX_TILES = 16
-BAD_COLOUR = "#ff00ff"  # NaN and Inf pixels, as in pictures.py
 
 _WIDTH, _HEIGHT = CARD_PIXELS[0] / DPI, CARD_PIXELS[1] / DPI  # inches
 _MARGIN = 0.12
@@ -60,12 +65,6 @@ def shown_scale(width: int, height: int, box: tuple[int, int] = CARD_BOX) -> flo
 
 def _axes(fig: Figure, left: float, bottom: float, width: float, height: float) -> Axes:
     return fig.add_axes((left / _WIDTH, bottom / _HEIGHT, width / _WIDTH, height / _HEIGHT))
-
-
-def _cmap(name: str) -> Any:
-    from matplotlib import colormaps
-
-    return colormaps[name].with_extremes(bad=BAD_COLOUR)
 
 
 def _title(fig: Figure, layer: LayerStats) -> None:
@@ -114,7 +113,7 @@ def _grid(fig: Figure, capture: Capture) -> None:
     rows, columns = grid_shape(len(channels))
     name = colour_rule(values)
     low, high = limits(values, name)
-    cmap = _cmap(name)
+    cmap = colour_map(name)
     shade = Normalize(vmin=low, vmax=high)
     height, width = values.shape[-2:]
     gap_h, gap_w = max(1, round(height * 0.06)), max(1, round(width * 0.06))
@@ -149,7 +148,7 @@ def _heatmap(fig: Figure, capture: Capture) -> None:
     width = _WIDTH - left - _BAR - 0.05
     height = _HEIGHT - _HEADER - bottom - 0.05
     ax = _axes(fig, left, bottom, width, height)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=_cmap(name), vmin=low, vmax=high,
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=colour_map(name), vmin=low, vmax=high,
                       interpolation="nearest", aspect="auto")
     label = capture.columns_label
     if capture.apart:
@@ -178,7 +177,7 @@ def _bars(fig: Figure, capture: Capture) -> None:
 
         shade = Normalize(vmin=low, vmax=high if high > low else low + 1.0)
         ax.bar(positions, np.nan_to_num(values), width=0.85,
-               color=_cmap(name)(shade(np.nan_to_num(values))))
+               color=colour_map(name)(shade(np.nan_to_num(values))))
     else:
         ax.plot(positions, values, linewidth=1.0, color="#555555")
     ax.axhline(0, color="black", linewidth=0.8)
@@ -212,8 +211,4 @@ def card_figure(layer: LayerStats) -> Figure:
 
 def card_pixels(layer: LayerStats) -> np.ndarray[Any, np.dtype[np.uint8]]:
     """The layer's card as a ``CARD_PIXELS`` H x W x 3 uint8 array."""
-    fig = card_figure(layer)
-    canvas = fig.canvas
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
-    return np.ascontiguousarray(rgba[..., :3])
+    return figure_pixels(card_figure(layer))

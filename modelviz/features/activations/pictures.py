@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Layout", "check_folder", "colour_rule", "file_stem", "grid_shape", "layer_pixels",
-           "layout", "limits", "render_layer", "write_images"]
+__all__ = ["Layout", "check_folder", "colour_map", "colour_rule", "figure_pixels", "file_stem",
+           "grid_shape", "layer_pixels", "layout", "limits", "render_layer", "write_images"]
 
 DPI = 100
 GRID_CMAP = "viridis"  # perceptually uniform: dark is low, yellow is high
@@ -172,7 +172,8 @@ def _integer_ticks() -> Any:
     return MaxNLocator(integer=True)
 
 
-def _cmap(name: str) -> Any:
+def colour_map(name: str) -> Any:
+    """Matplotlib's map of that name, NaN and Inf in ``BAD_COLOUR`` (pictures and cards alike)."""
     from matplotlib import colormaps
 
     return colormaps[name].with_extremes(bad=BAD_COLOUR)
@@ -208,7 +209,7 @@ def _grid(fig: Figure, capture: Capture, size: Layout, shared_scale: bool = Fals
     top = bottom + body_h
     values = capture.values.numpy()
     name = colour_rule(values)
-    cmap = _cmap(name)
+    cmap = colour_map(name)
     shared = limits(values, name)
     image = None
     for i, channel in enumerate(capture.channels):
@@ -252,7 +253,7 @@ def _heatmap(fig: Figure, capture: Capture, size: Layout) -> str:
         shift = 0.75
         for k, (label, value) in enumerate(capture.apart):
             cell = _axes(fig, (left, bottom + body_h - 0.2 - (k + 1) * 0.85, 0.5, 0.5), size)
-            cell.imshow(np.array([[value]]), cmap=_cmap(name), vmin=low, vmax=high,
+            cell.imshow(np.array([[value]]), cmap=colour_map(name), vmin=low, vmax=high,
                         interpolation="nearest", aspect="auto")
             cell.set_xticks([])
             cell.set_yticks([])
@@ -260,7 +261,7 @@ def _heatmap(fig: Figure, capture: Capture, size: Layout) -> str:
             cell.set_xlabel(f"{value:.3g}", fontsize=6.5, labelpad=1.5)
     ax = _axes(fig, (left + 0.7 + shift, bottom + 0.55, body_w - 1.6 - shift, body_h - 0.75),
                size)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=_cmap(name), vmin=low, vmax=high,
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=colour_map(name), vmin=low, vmax=high,
                       interpolation="nearest", aspect="auto")
     ax.set_xlabel(capture.columns_label, fontsize=9)
     ax.set_ylabel(capture.rows_label, fontsize=9)
@@ -289,7 +290,7 @@ def _bars(fig: Figure, capture: Capture, size: Layout) -> str:
         from matplotlib.colors import Normalize
 
         shade = Normalize(vmin=low, vmax=high if high > low else low + 1.0)
-        colours = _cmap(name)(shade(np.nan_to_num(values)))
+        colours = colour_map(name)(shade(np.nan_to_num(values)))
         ax.bar(positions, np.nan_to_num(values), width=0.85, color=colours,
                edgecolor="#999999", linewidth=0.3)
     else:
@@ -330,7 +331,7 @@ def _picture(fig: Figure, display: torch.Tensor, size: Layout,
         name = colour_rule(values)
         low, high = limits(values, name)
         rows, columns = pixels.shape[:2]
-        ax.imshow(np.ma.masked_invalid(values), cmap=_cmap(name), vmin=low, vmax=high,
+        ax.imshow(np.ma.masked_invalid(values), cmap=colour_map(name), vmin=low, vmax=high,
                   alpha=OVERLAY_ALPHA, interpolation="bilinear", aspect="auto",
                   extent=(-0.5, columns - 0.5, rows - 0.5, -0.5))
         what = ("token norms" if capture.kind == "tokens"
@@ -391,7 +392,12 @@ def layer_pixels(layer: LayerStats, *, picture: torch.Tensor | None = None,
                  hist: bool = False, shared_scale: bool = False) -> (
         np.ndarray[Any, np.dtype[np.uint8]]):
     """The layer's figure as an H x W x 3 uint8 array, for TensorBoard's ``add_image``."""
-    fig = render_layer(layer, picture=picture, hist=hist, shared_scale=shared_scale)
+    return figure_pixels(render_layer(layer, picture=picture, hist=hist,
+                                      shared_scale=shared_scale))
+
+
+def figure_pixels(fig: Figure) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A drawn figure as an H x W x 3 uint8 array (dashboards take arrays, not files)."""
     canvas = fig.canvas
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]

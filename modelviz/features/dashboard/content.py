@@ -20,7 +20,7 @@ import torch
 
 from modelviz.core.formatting import shape_text
 from modelviz.core.stages import Stage, quiet
-from modelviz.errors import ModelvizError, one_line
+from modelviz.errors import failure_line
 
 if TYPE_CHECKING:
     from modelviz.core.session import Prepared
@@ -77,7 +77,6 @@ class DashboardContent:
     cards: list[Card] = field(default_factory=list)
     graph_svg: str | None = None
     graph_html: str | None = None
-    graph_nodes: int = 0
     onnx: ExportResult | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # part -> why it is missing
 
@@ -133,11 +132,6 @@ def table_rows(summary: Summary) -> list[list[Any]]:
     from modelviz.features.summary.options import TableOptions
 
     return [_row(row) for row in display_rows(summary, TableOptions())]
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ModelvizError) else (
-        f"{type(exc).__name__}: {one_line(exc, limit=200)}")
 
 
 def build_content(prepared: Prepared, *, what: str, layers: tuple[str, ...] = (),
@@ -213,16 +207,15 @@ def _graph(content: DashboardContent, trace: Any, probe: Any, *, page: bool) -> 
     prepared = content.prepared
     try:
         drawing = module_drawing(prepared, trace, probe)
-        content.graph_nodes = len(drawing.graph.nodes) if drawing.graph is not None else 0
         content.graph_svg = drawing.render("svg").data.decode("utf-8")
     except Exception as exc:  # no Graphviz, or a graph dot cannot lay out
-        content.skipped["graph"] = _why(exc)
+        content.skipped["graph"] = failure_line(exc, limit=200)
     if not page:
         return
     try:  # laid out in the browser: made even where dot is missing
         content.graph_html = interactive.page(interactive.viewer_data(prepared, trace, probe))
     except Exception as exc:
-        content.skipped["graph.html"] = _why(exc)
+        content.skipped["graph.html"] = failure_line(exc, limit=200)
 
 
 def _onnx(content: DashboardContent, trace: Any, folder: Path, *, train: bool,
@@ -234,7 +227,7 @@ def _onnx(content: DashboardContent, trace: Any, folder: Path, *, train: bool,
                                           dynamic_batch=not static,
                                           reference=trace.output_value)
     except Exception as exc:  # an operator ONNX cannot express: the rest is still logged
-        content.skipped["onnx"] = _why(exc)
+        content.skipped["onnx"] = failure_line(exc, limit=200)
         return
     if not content.onnx.ok:
         worst = content.onnx.worst
@@ -249,7 +242,7 @@ def _memory(content: DashboardContent) -> None:
     try:
         result = plan(content.prepared, optimizer="adam")
     except Exception as exc:
-        content.skipped["memory"] = _why(exc)
+        content.skipped["memory"] = failure_line(exc, limit=200)
         return
     content.totals["inference_peak_mb"] = result.inference.peak_bytes / MB
     if result.training is not None:

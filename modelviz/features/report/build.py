@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelviz.core.specs import check_tolerance
 from modelviz.core.stages import Stage, quiet
-from modelviz.errors import ModelvizError, one_line
+from modelviz.errors import failure_line
 from modelviz.features.report.parts import (
     PARTS,
     ActivationsPart,
@@ -53,19 +53,13 @@ SHOWN_LAYERS = 4
 CANDIDATES = 8
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, ModelvizError):
-        return str(exc)
-    return f"{type(exc).__name__}: {one_line(exc)}"
-
-
 @contextlib.contextmanager
 def _attempt(part: Part) -> Iterator[None]:
     """Record a part's failure instead of ending the report: the other parts still matter."""
     try:
         yield
     except Exception as exc:  # whatever failed, it is this part alone that did
-        part.error = _one_line(exc)
+        part.error = failure_line(exc)
 
 
 #: Everything a report writes; a folder holding anything else is not replaced.
@@ -281,7 +275,7 @@ def _viewer(prepared: Prepared, trace: Trace, probe: Any, directory: Path, part:
                                                   overlays=tuple(overlays))))
         part.files.append(part.viewer)
     except Exception as exc:  # the SVG may still be there: say why the page is not
-        part.warnings.append(f"graph.html not written: {_one_line(exc)}")
+        part.warnings.append(f"graph.html not written: {failure_line(exc)}")
 
 
 def _activations(prepared: Prepared, trace: Trace, probe: Any, chosen: tuple[str, ...],

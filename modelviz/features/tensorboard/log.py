@@ -21,7 +21,7 @@ from torch import nn
 
 from modelviz.core.devices import require_values
 from modelviz.core.stages import Stage, quiet
-from modelviz.errors import MissingToolError, OutputError, one_line
+from modelviz.errors import MissingToolError, OutputError, failure_line
 from modelviz.output import commit_files, exclusive, staging_dir
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _graph(writer: Any, model: nn.Module, args: tuple[Any, ...], train: bool) ->
                 placed, args, strict=False, check_trace=False)
             writer.add_graph(traced, args if len(args) != 1 else args[0], use_strict_trace=False)
     except Exception as exc:  # the tracer fails in many ways on dynamic models
-        return f"{type(exc).__name__}: {one_line(exc, limit=200)}"
+        return failure_line(exc, limit=200)
     return None
 
 
