@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelviz.core.stages import Stage, quiet
 from modelviz.errors import MissingToolError, OutputError, ServiceError, SpecError, one_line
+from modelviz.output import staging_dir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -133,8 +134,9 @@ def artifact_name(model: str) -> str:
 
 def _log_content(content: DashboardContent, *, mode: str, project: str,
                  run_name: str | None, folder: str | Path | None, histograms: bool,
-                 onnx_folder: Path | None, stage: Stage) -> WandbRun:
-    """Log ``content`` as one W&B run; ``onnx_folder`` holds the exported model.onnx, if any."""
+                 staging: Path, onnx: bool, stage: Stage) -> WandbRun:
+    """Log ``content`` as one W&B run; ``staging`` holds the exported model.onnx (with
+    ``onnx``) and takes summary.json beside it."""
     result = WandbRun(project=project, mode=mode, name=run_name)
     wandb = _wandb()
     directory = Path(folder) if folder is not None else Path(os.environ.get("WANDB_DIR", "."))
@@ -144,7 +146,6 @@ def _log_content(content: DashboardContent, *, mode: str, project: str,
         raise OutputError(f"cannot create {directory}: {exc.strerror or exc}.",
                           "Give another folder with `dir=`.") from exc
     wandb.setup(settings=_settings(wandb, mode))
-    staging = Path(_temporary_folder())
     try:
         with stage(f"Logging to W&B ({mode})"):
             try:
@@ -156,24 +157,16 @@ def _log_content(content: DashboardContent, *, mode: str, project: str,
                                    "Check `wandb login` and the project, or log offline "
                                    "with `offline=True`.") from None
             try:
-                _log(wandb, run, content, result, staging, histograms=histograms,
-                     onnx_folder=onnx_folder)
+                _log(wandb, run, content, result, staging, histograms=histograms, onnx=onnx)
             finally:
                 run.finish()
     finally:
         wandb.teardown()
-        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def _temporary_folder() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="modelviz-wandb-")
-
-
 def _log(wandb: Any, run: Any, content: DashboardContent, result: WandbRun, staging: Path, *,
-         histograms: bool, onnx_folder: Path | None) -> None:
+         histograms: bool, onnx: bool) -> None:
     from modelviz.features.dashboard.content import COLUMNS
 
     result.run_id = run.id
@@ -203,11 +196,11 @@ def _log(wandb: Any, run: Any, content: DashboardContent, result: WandbRun, stag
     run.log(logged, step=0)
     run.summary.update(content.totals)
     result.summary = dict(content.totals)
-    _artifact(wandb, run, content, result, staging, onnx_folder)
+    _artifact(wandb, run, content, result, staging, onnx)
 
 
 def _artifact(wandb: Any, run: Any, content: DashboardContent, result: WandbRun,
-              staging: Path, onnx_folder: Path | None) -> None:
+              staging: Path, onnx: bool) -> None:
     """summary.json and the verified ONNX file (and its external data, if any) as one version
     of the model's artifact, with the totals and the parity check in its metadata."""
     metadata: dict[str, Any] = {**content.totals, "model": content.model,
@@ -217,7 +210,7 @@ def _artifact(wandb: Any, run: Any, content: DashboardContent, result: WandbRun,
     summary_file.write_text(content.summary_json, encoding="utf-8")
     files["summary.json"] = summary_file
     exported = content.onnx
-    if exported is not None and onnx_folder is not None:
+    if exported is not None and onnx:
         files["model.onnx"] = exported.path
         for extra in exported.data_files:
             files[extra.name] = extra
@@ -247,17 +240,16 @@ def log_run(prepared: Prepared, *, project: str, run_name: str | None = None,
     mode = check_ready(project=project, offline=offline, folder=folder)
     if mode == "disabled":
         return WandbRun(project=project, mode=mode, name=run_name)
-    exported = Path(_temporary_folder()) if onnx else None
+    staging = staging_dir()  # the ONNX file and summary.json, until the run has them
     try:
         content = build_content(prepared, what="a W&B run", layers=tuple(layers),
                                 types=tuple(types), max_channels=max_channels, train=train,
-                                graph=graph, onnx_to=exported, static=static, memory=memory,
-                                stage=stage)
+                                graph=graph, onnx_to=staging if onnx else None, static=static,
+                                memory=memory, stage=stage)
         if not onnx:
             content.skipped["onnx"] = "skipped (`onnx=False`)."
         return _log_content(content, mode=mode, project=project, run_name=run_name,
-                            folder=folder, histograms=histograms, onnx_folder=exported,
+                            folder=folder, histograms=histograms, staging=staging, onnx=onnx,
                             stage=stage)
     finally:
-        if exported is not None:
-            shutil.rmtree(exported, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
