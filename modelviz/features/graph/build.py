@@ -499,11 +499,11 @@ def build_graph(trace: Trace, flow: Flow, *, depth: int | None = None,
             break
         if limit and (len(graph.nodes) > limit or busiest[1] > MAX_OPS):
             closed.append(busiest[0])  # for the reader: the module busiest with operations
-        elif budget and layout_cost(graph) > budget:
+        elif budget and (cost := layout_cost(graph)) > budget:
             trial = copy.deepcopy(graph)
             if _collapse_ops(trial, fits)[0] and fits(trial):
                 break  # runs of operations drawn as one node each are enough: below
-            costliest = _costliest(graph, builder, layout_cost(graph) - budget)
+            costliest = _costliest(graph, builder, cost - budget)
             if costliest is None:
                 break
             closed.append(costliest)  # for Graphviz: what costs its layout most
