@@ -17,6 +17,7 @@ cache unless ``with_cache`` asks for the decoder step (``cache``).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -767,12 +768,9 @@ def _attempt_export(subject: _Subject, plan: dyn.AxisPlan, staged: Path, target:
     started = time.perf_counter()
     with stage(f"Exporting {prepared.loaded.name} to ONNX"), \
             engine.as_run(subject.model, prepared.device, train=train) as placed:
-        subject_placed = _Subject(placed, subject.args, subject.kwargs, subject.names_in,
-                                  subject.plan, subject.reference, subject.other,
-                                  subject.names_out)
-        made = _run_exporters(subject_placed, staged, plan, exporter=exporter,
-                              names_out=subject.names_out, opset=opset, external=external,
-                              device=prepared.device)
+        made = _run_exporters(dataclasses.replace(subject, model=placed), staged, plan,
+                              exporter=exporter, names_out=subject.names_out, opset=opset,
+                              external=external, device=prepared.device)
     seconds["export"] = seconds.get("export", 0.0) + time.perf_counter() - started
     if made.plan.fixed:
         return ExportResult(path=target, exporter=made.exporter, opset=0, inputs=[], outputs=[],
